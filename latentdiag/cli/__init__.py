@@ -1,0 +1,81 @@
+"""The ``latentdiag`` command line: a thin click group over the core library.
+
+Each command lives in its own module under ``latentdiag.cli`` and is imported only when it is
+listed or run; command modules import nothing heavy at module level (torch, onnxruntime, umap
+and matplotlib are imported inside the core functions that need them), so ``--help`` is instant.
+
+This group is the one place where a :class:`~latentdiag.errors.LatentDiagError` becomes an
+``Error: ...`` line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from latentdiag import __version__
+from latentdiag.errors import LatentDiagError
+
+# name -> "module:attribute"; the order here is the order of ``latentdiag --help``.
+COMMANDS: dict[str, str] = {
+    "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, and that translates user errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command), target
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LatentDiagError as exc:
+            fail(exc)
+
+
+def fail(exc: LatentDiagError) -> None:
+    """Print one ``Error:`` line for a user error and exit 1."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="latentdiag")
+def cli() -> None:
+    """Diagnose the latent space of any VAE.
+
+    Export latents from a PyTorch or ONNX model into an HDF5 latents file, measure how well
+    labels separate and how information spreads over latent dimensions, and read a report.
+
+    \b
+    Typical session:
+      latentdiag embed encoder.onnx images/ -o latents.h5
+      latentdiag inspect latents.h5
+      latentdiag metrics latents.h5
+      latentdiag report latents.h5 -o report/
+
+    Run `latentdiag COMMAND --help` for the options of each command.
+    """
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="latentdiag")
+
+
+__all__ = ["COMMANDS", "cli", "fail", "main"]

@@ -1,0 +1,74 @@
+"""Options and output helpers shared by the commands, defined once."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(f: F) -> F:
+    """``--json``: machine-readable output on stdout instead of tables."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables."
+    )(f)
+
+
+def seed_option(f: F) -> F:
+    """``--seed``: the random seed, the same meaning in every command."""
+    return click.option(
+        "--seed", type=int, default=0, show_default=True, help="Random seed (results repeat)."
+    )(f)
+
+
+def device_option(f: F) -> F:
+    """``--device``: where torch work runs; auto picks CUDA, then Apple MPS, then the CPU."""
+    return click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+        default="auto",
+        show_default=True,
+        help="Where to compute: auto picks CUDA, then Apple MPS, then the CPU.",
+    )(f)
+
+
+def out_option(*, required: bool = True, help: str = "Output path.") -> Callable[[F], F]:
+    """``-o/--out``: where a command writes its result."""
+
+    def deco(f: F) -> F:
+        return click.option(
+            "-o", "--out", "out", type=click.Path(dir_okay=True), required=required, help=help
+        )(f)
+
+    return deco
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON; NaN/inf become null so any JSON parser reads it."""
+    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
+
+
+def _jsonable(value: Any) -> Any:
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def console(stderr: bool = False) -> Any:
+    """A rich console; tables go to stdout, progress and notes to stderr."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
