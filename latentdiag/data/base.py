@@ -1,0 +1,147 @@
+"""The one dataset interface every data source implements.
+
+A dataset is map-style (``len`` and integer indexing), so ``torch.utils.data.DataLoader`` can
+batch it and decode in worker processes, but this module never imports torch.
+
+Every item is a dict with the same keys whatever the source, so the default collate works:
+
+``image``      float32 array (C, H, W), values in [0, 1]
+``label``      int, 0..len(label_names)-1, or -1 when the source has no labels
+``factors``    float32 array (f,), ground-truth factors; shape (0,) when the source has none
+``sample_id``  str, where the item came from (a file path, ``name.npz:train[12]``, ...)
+``index``      int, the item's position in the dataset (stable; used by shards and resume)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+UNLABELED = -1
+
+__all__ = ["UNLABELED", "ArrayDataset", "ImageDataset", "Subset"]
+
+
+class ImageDataset(ABC):
+    """Base class of all data sources.
+
+    Attributes:
+        label_names: Names of labels 0..k-1, or None when the source has no labels.
+        factor_names: Names of the ground-truth factors, or None.
+        channels: C of every image.
+        size: H == W of every image (sources resize to a square size).
+        source: A short description of where the data came from (recorded in provenance).
+    """
+
+    label_names: list[str] | None = None
+    factor_names: list[str] | None = None
+    channels: int
+    size: int
+    source: str = ""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_names is not None
+
+    @property
+    def has_factors(self) -> bool:
+        return self.factor_names is not None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Subset:
+        """A view on some items, in the order given (for held-out splits and shards)."""
+        return Subset(self, np.asarray(indices, dtype=np.int64))
+
+
+class Subset(ImageDataset):
+    """Items ``indices`` of ``parent``; ``index`` keys keep the parent's positions."""
+
+    def __init__(self, parent: ImageDataset, indices: np.ndarray) -> None:
+        self.parent = parent
+        self.indices = indices
+        self.label_names = parent.label_names
+        self.factor_names = parent.factor_names
+        self.channels = parent.channels
+        self.size = parent.size
+        self.source = parent.source
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.parent[int(self.indices[index])]
+
+
+class ArrayDataset(ImageDataset):
+    """Images already in memory (or memory-mapped): the base of the npz, npy, HDF5, digits and
+    synthetic sources, and handy in tests.
+
+    Args:
+        images: (N, C, H, W) with H == W; uint8 (0..255) or float (already in [0, 1]).
+        labels: (N,) ints in 0..k-1, or None.
+        label_names: Names of labels 0..k-1 (required with labels).
+        factors: (N, f) floats, or None.
+        factor_names: Names of the factors (default f0, f1, ...).
+        sample_ids: (N,) strings, or None for ``"{source}[{i}]"``.
+        source: Description for provenance.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        label_names: Sequence[str] | None = None,
+        factors: np.ndarray | None = None,
+        factor_names: Sequence[str] | None = None,
+        sample_ids: Sequence[str] | None = None,
+        source: str = "arrays",
+    ) -> None:
+        if images.ndim != 4 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"images must be (N, C, S, S); got {images.shape}")
+        self.images = images
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        if self.labels is not None:
+            if label_names is None:
+                label_names = [str(i) for i in range(int(self.labels.max(initial=-1)) + 1)]
+            self.label_names = [str(n) for n in label_names]
+        self.factors = None if factors is None else np.asarray(factors, dtype=np.float32)
+        if self.factors is not None:
+            names = factor_names or [f"f{i}" for i in range(self.factors.shape[1])]
+            self.factor_names = [str(n) for n in names]
+        self.sample_ids = sample_ids
+        self.channels = int(images.shape[1])
+        self.size = int(images.shape[2])
+        self.source = source
+        self._no_factors = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        img = np.asarray(self.images[index])
+        if img.dtype == np.uint8:
+            img = img.astype(np.float32) / 255.0
+        else:
+            img = img.astype(np.float32, copy=False)
+        return {
+            "image": img,
+            "label": UNLABELED if self.labels is None else int(self.labels[index]),
+            "factors": self._no_factors if self.factors is None else self.factors[index],
+            "sample_id": (
+                f"{self.source}[{index}]" if self.sample_ids is None else self.sample_ids[index]
+            ),
+            "index": int(index),
+        }

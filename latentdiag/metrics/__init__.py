@@ -1,0 +1,1 @@
+"""Metrics on latent arrays: separation, information and disentanglement."""
