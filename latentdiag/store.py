@@ -288,9 +288,7 @@ class LatentWriter:
             raise StoreError(f"{self.path} is already finalized; no more rows can be added.")
         mu = np.asarray(mu, dtype=np.float32)
         if mu.ndim != 2 or mu.shape[1] != self.latent_dim:
-            raise StoreError(
-                f"mu block must have shape (rows, {self.latent_dim}); got {mu.shape}."
-            )
+            raise StoreError(f"mu block must have shape (rows, {self.latent_dim}); got {mu.shape}.")
         rows = mu.shape[0]
         parts: dict[str, np.ndarray] = {"mu": mu}
         given = {
@@ -313,9 +311,9 @@ class LatentWriter:
                 arr = np.asarray([str(s) for s in value], dtype=object)
             elif name == "labels":
                 arr = np.asarray(value)
-                if arr.size and not np.issubdtype(arr.dtype, np.integer):
-                    if not np.all(np.equal(np.mod(arr, 1), 0)):
-                        raise StoreError("labels must be integers.")
+                integral = np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)
+                if arr.size and not integral:
+                    raise StoreError("labels must be integers.")
                 arr = arr.astype(np.int64)
                 assert self.label_names is not None
                 if arr.size and (arr.min() < 0 or arr.max() >= len(self.label_names)):
@@ -701,7 +699,7 @@ class LatentStore:
         counts = np.zeros(len(self.label_names), dtype=np.int64)
         for block in self.iter_blocks(names=["labels"]):
             counts += np.bincount(block["labels"], minlength=len(self.label_names))
-        return {name: int(c) for name, c in zip(self.label_names, counts)}
+        return {name: int(c) for name, c in zip(self.label_names, counts, strict=True)}
 
     def summary(self) -> StoreSummary:
         """Everything ``latentdiag inspect`` shows."""
@@ -742,7 +740,10 @@ class LatentStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"LatentStore({str(self.path)!r}, n_samples={self.n_samples}, latent_dim={self.latent_dim})"
+        return (
+            f"LatentStore({str(self.path)!r}, n_samples={self.n_samples}, "
+            f"latent_dim={self.latent_dim})"
+        )
 
 
 def _minmax(ds: h5py.Dataset, n: int, block_rows: int = DEFAULT_BLOCK_ROWS * 4) -> tuple[int, int]:

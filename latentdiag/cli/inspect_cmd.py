@@ -54,8 +54,9 @@ def _render(s) -> None:
     for col in ("name", "shape", "dtype", "compression"):
         ds.add_column(col)
     for name, info in s.datasets.items():
-        ds.add_row("/" + name, " × ".join(map(str, info["shape"])), info["dtype"],
-                   str(info["compression"]))
+        ds.add_row(
+            "/" + name, " × ".join(map(str, info["shape"])), info["dtype"], str(info["compression"])
+        )
     out.print(ds)
 
     if s.label_counts:
