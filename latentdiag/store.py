@@ -530,7 +530,7 @@ class LatentStore:
             )
         version = f.attrs.get("format_version")
         try:
-            version = int(version)  # type: ignore[arg-type]
+            version = int(version)
         except (TypeError, ValueError):
             raise StoreError(f"{p}: format_version is missing or not an integer.") from None
         if version > FORMAT_VERSION:
