@@ -650,7 +650,13 @@ class LatentStore:
         sel: Any = slice(0, self.n_samples) if rows is None else rows
         if isinstance(sel, np.ndarray):
             sel = np.sort(sel)
-        out = ds[sel]
+        try:
+            out = ds[sel]
+        except OSError as exc:  # a chunk that lies past the end of a truncated file
+            raise StoreError(
+                f"{self.path} is damaged or truncated: reading /{name} failed ({_short(exc)}); "
+                "write it again."
+            ) from None
         if name == "sample_ids":
             return np.asarray([s.decode("utf-8") if isinstance(s, bytes) else s for s in out])
         return np.asarray(out)
