@@ -9,6 +9,7 @@ Format version 1 (see ``docs/format.md``)::
     /labels      int64 (n,)        optional group labels, 0..len(label_names)-1
     /factors     float32 (n, f)    optional ground-truth generative factors
     /sample_ids  UTF-8 str (n,)    optional origin of each row
+    /index       int64 (n,)        optional position of each row's sample in its data (shards)
     /partitions  group; attrs name -> [start, stop)
     /provenance  group; attrs: how the file was made (dicts and lists stored as JSON strings)
 
@@ -44,7 +45,7 @@ PARTIAL_SUFFIX = ".partial"
 DEFAULT_BLOCK_ROWS = 65536
 # Row chunks of ~16k rows: big enough for gzip to pay off, small enough to read in blocks.
 _CHUNK_ROWS = 16384
-_ROW_DATASETS = ("mu", "logvar", "labels", "factors", "sample_ids")
+_ROW_DATASETS = ("mu", "logvar", "labels", "factors", "sample_ids", "index")
 _STR_DTYPE = h5py.string_dtype(encoding="utf-8")
 
 __all__ = [
@@ -144,6 +145,8 @@ class LatentWriter:
         label_names: Names of the labels 0..k-1; given means every row carries a label.
         factor_names: Names of the ground-truth factors; given means every row carries factors.
         sample_ids: Whether every row carries a sample id string.
+        index: Whether every row carries its sample's position in the data (``/index``,
+            written by ``latentdiag embed`` so that shards can be merged).
         partitions: Named latent subspaces, name -> (start, stop).
         provenance: How the file was made; values may be scalars, lists or dicts.
         overwrite: Replace an existing final file instead of refusing.
@@ -161,6 +164,7 @@ class LatentWriter:
         partitions: Mapping[str, Sequence[int]] | None = None,
         provenance: Mapping[str, Any] | None = None,
         overwrite: bool = False,
+        index: bool = False,
     ) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
@@ -197,6 +201,8 @@ class LatentWriter:
             self._create("factors", (len(self.factor_names),), np.float32)
         if sample_ids:
             self._create("sample_ids", (), _STR_DTYPE)
+        if index:
+            self._create("index", (), np.int64)
         g = f.create_group("partitions")
         for name, (start, stop) in self.partitions.items():
             g.attrs[name] = np.array([start, stop], dtype=np.int64)
@@ -277,6 +283,7 @@ class LatentWriter:
         labels: np.ndarray | Sequence[int] | None = None,
         factors: np.ndarray | None = None,
         sample_ids: Sequence[str] | None = None,
+        index: np.ndarray | Sequence[int] | None = None,
     ) -> None:
         """Append a block of rows. Every dataset the file was created with must be given.
 
@@ -296,6 +303,7 @@ class LatentWriter:
             "labels": labels,
             "factors": factors,
             "sample_ids": sample_ids,
+            "index": index,
         }
         for name, value in given.items():
             expected = name in self._file
@@ -309,6 +317,8 @@ class LatentWriter:
                 continue
             if name == "sample_ids":
                 arr = np.asarray([str(s) for s in value], dtype=object)
+            elif name == "index":
+                arr = np.asarray(value).astype(np.int64)
             elif name == "labels":
                 arr = np.asarray(value)
                 integral = np.issubdtype(arr.dtype, np.integer) or np.all(np.mod(arr, 1) == 0)
@@ -581,6 +591,9 @@ class LatentStore:
         check_rows("logvar", (d,))
         check_rows("labels", ())
         check_rows("sample_ids", ())
+        check_rows("index", ())
+        if "index" in f and not np.issubdtype(f["index"].dtype, np.integer):
+            raise StoreError(f"{p}: /index must hold integers; found {f['index'].dtype}.")
         self.label_names = _names_attr(f, "label_names")
         self.factor_names = _names_attr(f, "factor_names")
         if "factors" in f:
@@ -680,6 +693,11 @@ class LatentStore:
     @property
     def sample_ids(self) -> np.ndarray | None:
         return self.read("sample_ids") if self.has("sample_ids") else None
+
+    @property
+    def index(self) -> np.ndarray | None:
+        """Each row's position in the data it was embedded from (``/index``), if recorded."""
+        return self.read("index").astype(np.int64, copy=False) if self.has("index") else None
 
     def iter_blocks(
         self, block_rows: int = DEFAULT_BLOCK_ROWS, names: Sequence[str] | None = None
