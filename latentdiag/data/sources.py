@@ -1,0 +1,187 @@
+"""``open_dataset``: the one entry point for every data source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from latentdiag.data.arrays import Options, build_array_dataset, open_hdf5, open_npy, open_npz
+from latentdiag.data.base import ArrayDataset, ImageDataset
+from latentdiag.data.folder import open_folder
+from latentdiag.errors import DataError
+
+__all__ = ["BUILTIN_SOURCES", "SYNTHETIC_DEFAULT_N", "describe", "open_dataset"]
+
+BUILTIN_SOURCES = ("synthetic", "digits")
+SYNTHETIC_DEFAULT_N = 4000  # 1,000 per modality: enough for a CPU training run and the metrics
+_SUFFIX_KIND = {".npz": "npz", ".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5"}
+_MAGIC_KIND = {b"PK\x03\x04": "npz", b"\x93NUMPY": "npy", b"\x89HDF\r\n\x1a\n": "hdf5"}
+
+
+def open_dataset(
+    source: str,
+    *,
+    size: int | None = None,
+    channels: int | None = None,
+    split: str = "train",
+    labels: str | None = None,
+    images_key: str | None = None,
+    labels_key: str | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    strict: bool = False,
+) -> ImageDataset:
+    """Open any data source as an :class:`~latentdiag.data.base.ImageDataset`.
+
+    Sources: a folder of images (one subfolder per label), an ``.npz`` (MedMNIST layout or
+    ``images`` / ``labels``), an ``.npy`` image stack, an HDF5 file, or the built-in names
+    ``synthetic`` and ``digits``. A file or folder that exists wins over a built-in name.
+
+    Args:
+        source: Path or built-in name.
+        size: Side of the square images to produce; None keeps the source's own (synthetic: 32).
+        channels: 1 or 3; None keeps the source's own (synthetic: 1).
+        split: MedMNIST split to read from an ``.npz`` / HDF5 (``train``, ``val``, ``test``).
+        labels: A labels file (``.npy`` or ``.csv``) for array sources; replaces stored labels.
+        images_key: Name of the images array (``.npz`` key or HDF5 dataset path).
+        labels_key: Name of the labels array.
+        n: Synthetic: how many images to generate (default 4,000). Other sources: a random
+            subset of ``n`` images chosen with ``seed``, kept in source order.
+        seed: Seed of the synthetic data or of the subset.
+        strict: Folders: an unreadable image is an error instead of being skipped.
+
+    Returns:
+        A dataset whose items follow the :mod:`latentdiag.data.base` contract; picklable, so a
+        ``torch.utils.data.DataLoader`` can use worker processes.
+
+    Raises:
+        DataError: The source is missing, of an unknown kind, or inconsistent; the message
+            says what was expected and what was found.
+    """
+    if size is not None and not 1 <= size <= 4096:
+        raise DataError(f"image size must be 1 … 4096 pixels; got {size}.")
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels}.")
+    if n is not None and n < 1:
+        raise DataError(f"the number of images must be at least 1; got {n}.")
+    if seed < 0:
+        raise DataError(f"the seed must be a non-negative integer; got {seed}.")
+    opts = Options(size=size, channels=channels, n=n, seed=seed)
+    src = str(source)
+    path = Path(src).expanduser()
+
+    if not path.exists() and src.lower() in BUILTIN_SOURCES:
+        _only_for_files(src, labels=labels, images_key=images_key, labels_key=labels_key)
+        return _synthetic(opts) if src.lower() == "synthetic" else _digits(opts)
+    if not path.exists():
+        raise DataError(
+            f"data source {src} does not exist; expected an image folder, an .npz, .npy or .h5 "
+            f"file, or a built-in name ({', '.join(BUILTIN_SOURCES)})."
+        )
+    if path.is_dir():
+        if labels is not None or images_key is not None or labels_key is not None:
+            raise DataError(
+                f"{src} is a folder: its labels come from its subfolder names; --labels, "
+                "--images-key and --labels-key apply to .npz, .npy and HDF5 files."
+            )
+        return open_folder(str(path), size=size, channels=channels, n=n, seed=seed, strict=strict)
+
+    kind = _SUFFIX_KIND.get(path.suffix.lower()) or _sniff(path)
+    if kind == "npz":
+        return open_npz(
+            str(path),
+            opts=opts,
+            split=split,
+            images_key=images_key,
+            labels_key=labels_key,
+            labels_file=labels,
+        )
+    if kind == "npy":
+        if images_key is not None or labels_key is not None:
+            raise DataError(
+                f"{src} is a single .npy array: --images-key / --labels-key apply to .npz and "
+                "HDF5; give labels with --labels FILE."
+            )
+        return open_npy(str(path), opts=opts, labels_file=labels)
+    if kind == "hdf5":
+        return open_hdf5(
+            str(path),
+            opts=opts,
+            split=split,
+            images_key=images_key,
+            labels_key=labels_key,
+            labels_file=labels,
+        )
+    raise DataError(
+        f"cannot tell what kind of data {src} is (suffix {path.suffix or 'none'}); expected an "
+        "image folder or a .npz, .npy, .h5 / .hdf5 file."
+    )
+
+
+def _only_for_files(
+    name: str, *, labels: str | None, images_key: str | None, labels_key: str | None
+) -> None:
+    if labels is not None or images_key is not None or labels_key is not None:
+        raise DataError(
+            f"the built-in {name} data has its own labels; --labels, --images-key and "
+            "--labels-key apply to .npz, .npy and HDF5 files."
+        )
+
+
+def _sniff(path: Path) -> str | None:
+    """The kind of an array file from its first bytes, whatever its suffix."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}.") from exc
+    return next((kind for magic, kind in _MAGIC_KIND.items() if head.startswith(magic)), None)
+
+
+def _synthetic(opts: Options) -> ImageDataset:
+    from latentdiag.data.synthetic import generate_synthetic
+
+    n = opts.n or SYNTHETIC_DEFAULT_N
+    size = opts.size or 32
+    channels = opts.channels or 1
+    data = generate_synthetic(n, size=size, channels=channels, seed=opts.seed)
+    return ArrayDataset(
+        data.images,
+        labels=data.labels,
+        label_names=data.label_names,
+        factors=data.factors,
+        factor_names=data.factor_names,
+        source=f"synthetic(n={n}, size={size}, channels={channels}, seed={opts.seed})",
+    )
+
+
+def _digits(opts: Options) -> ImageDataset:
+    """scikit-learn's 8×8 handwritten digits (1,797 images, values 0..16), shipped with it."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (np.asarray(bunch.images, dtype=np.float32) / 16.0).clip(0.0, 1.0)  # (N, 8, 8)
+    return build_array_dataset(
+        images,
+        opts=opts,
+        where="digits",
+        id_prefix="digits",
+        source="digits",
+        labels=np.asarray(bunch.target, dtype=np.int64),
+        label_names=[str(int(t)) for t in bunch.target_names],
+    )
+
+
+def describe(ds: ImageDataset) -> str:
+    """One line about a dataset: count, shape, labels, factors."""
+    parts = [f"{len(ds):,} images {ds.channels}×{ds.size}×{ds.size}"]
+    if ds.label_names is not None:
+        parts.append(
+            f"{len(ds.label_names)} labels ({', '.join(ds.label_names[:6])}"
+            + (", …" if len(ds.label_names) > 6 else "")
+            + ")"
+        )
+    if ds.factor_names is not None:
+        parts.append(f"{len(ds.factor_names)} factors")
+    return ", ".join(parts)
