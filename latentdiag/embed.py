@@ -1,0 +1,690 @@
+"""``embed``: run an encoder over a dataset and stream its latents into a latents file.
+
+The loop reads top to bottom: pick the rows (all, or one shard), resume a matching unfinished
+file if there is one, then for each batch — decoded and preprocessed ahead of time in DataLoader
+workers, or in a prefetch thread for in-memory arrays — run the model and append the rows to
+the file in blocks. Memory holds a few batches and one block, whatever n is.
+
+Resuming: the file is written as ``<out>.partial`` and committed block by block (see
+:class:`~latentdiag.store.LatentWriter`). Its provenance holds the identity of the job (model
+sha256, data, options, shard); the same job started again continues after the last committed
+block, with the same batch boundaries, so the finished file equals an uninterrupted run's. A
+``.partial`` file written by another job is refused.
+
+Sharding: shard ``K/N`` (0-based, 0 <= K < N) takes the rows ``i`` with ``i % N == K``. Every
+row records its position in the data in ``/index``, so :func:`latentdiag.merge.merge_latents`
+can put shards back together and check that each sample is there exactly once. Under
+``torchrun`` (``RANK`` and ``WORLD_SIZE`` set) :func:`shard_from_env` gives each rank its shard
+and :func:`shard_path` its own output name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentdiag import __version__
+from latentdiag.data.base import ArrayDataset, ImageDataset, Subset
+from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
+from latentdiag.runners.base import Runner
+from latentdiag.runners.preprocess import Preprocess, plan_preprocess
+from latentdiag.store import LatentStore, LatentWriter, partial_path
+
+__all__ = [
+    "EmbedResult",
+    "embed",
+    "parse_shard",
+    "shard_from_env",
+    "shard_path",
+]
+
+ProgressFn = Callable[[int, int], None]
+
+# Keys of the job identity that must match for a .partial file to be resumed.
+_JOB_KEYS = (
+    "model_kind",
+    "model_sha256",
+    "model",
+    "input",
+    "outputs",
+    "spatial",
+    "device",
+    "data_source",
+    "n_data",
+    "shard",
+    "batch_size",
+    "preprocessing",
+)
+
+
+@dataclass
+class EmbedResult:
+    """What :func:`embed` did.
+
+    Attributes:
+        path: The latents file written.
+        n_rows: Rows in it.
+        latent_dim: d.
+        has_logvar: Whether it holds log-variances.
+        device: The device or provider that ran the model.
+        resumed_rows: Rows that were already in an unfinished file and were kept (0 for a
+            fresh run).
+        seconds: Wall time of this call's loop.
+        shard: ``(K, N)`` or None.
+        nonfinite: Non-finite values written, per dataset (``mu``, ``logvar``).
+    """
+
+    path: Path
+    n_rows: int
+    latent_dim: int
+    has_logvar: bool
+    device: str
+    resumed_rows: int = 0
+    seconds: float = 0.0
+    shard: tuple[int, int] | None = None
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        done = self.n_rows - self.resumed_rows
+        return done / self.seconds if self.seconds > 0 else float("nan")
+
+
+# -- shards --------------------------------------------------------------------------------
+def parse_shard(text: str) -> tuple[int, int]:
+    """Read ``K/N`` (0-based: 0 <= K < N).
+
+    Raises:
+        ConfigError: Not of that form or out of range.
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m:
+        raise ConfigError(f"--shard must be K/N, e.g. 0/4 (0-based); got {text!r}.")
+    k, n = int(m[1]), int(m[2])
+    if n < 1 or not 0 <= k < n:
+        raise ConfigError(
+            f"--shard {text}: K must lie in 0..N-1 (shards are numbered from 0); got K={k}, N={n}."
+        )
+    return k, n
+
+
+def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """The shard of this process under torchrun: (``RANK``, ``WORLD_SIZE``), or None."""
+    env = os.environ if env is None else env
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    except ValueError:
+        raise ConfigError(
+            f"RANK={env['RANK']!r} and WORLD_SIZE={env['WORLD_SIZE']!r} must be integers."
+        ) from None
+    if world <= 1:
+        return None
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} must lie in 0..WORLD_SIZE-1 = 0..{world - 1}.")
+    return rank, world
+
+
+def shard_path(out: str | os.PathLike[str], shard: tuple[int, int]) -> Path:
+    """``latents.h5`` → ``latents.shard0-of-4.h5``: each torchrun rank's own file."""
+    p = Path(out)
+    k, n = shard
+    return p.with_name(f"{p.stem}.shard{k}-of-{n}{p.suffix}")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The data positions a run covers: start, start + step, ... (count of them)."""
+
+    start: int
+    step: int
+    count: int
+
+    def positions(self, lo: int, hi: int) -> np.ndarray:
+        """Positions of rows lo..hi-1 of this run."""
+        return np.arange(self.start + lo * self.step, self.start + hi * self.step, self.step)
+
+
+# -- data ----------------------------------------------------------------------------------
+@dataclass
+class _Batch:
+    images: np.ndarray  # (B, C, H, W) float32, preprocessed
+    labels: np.ndarray | None  # (B,) int64
+    factors: np.ndarray | None  # (B, f) float32
+    sample_ids: list[str]
+    index: np.ndarray  # (B,) int64, positions in the data
+
+
+def _array_view(dataset: ImageDataset) -> tuple[ArrayDataset, np.ndarray | None] | None:
+    """The in-memory arrays behind a dataset, when items are plain slices of them."""
+    mapping: np.ndarray | None = None
+    ds: ImageDataset = dataset
+    while isinstance(ds, Subset):
+        mapping = ds.indices if mapping is None else ds.indices[mapping]
+        ds = ds.parent
+    if isinstance(ds, ArrayDataset) and type(ds).__getitem__ is ArrayDataset.__getitem__:
+        return ds, mapping
+    return None
+
+
+def _take(arr: Any, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` (increasing) of a numpy, memory-mapped or h5py array."""
+    if isinstance(arr, np.ndarray):
+        if idx.size and idx[-1] - idx[0] == idx.size - 1:
+            return np.asarray(arr[int(idx[0]) : int(idx[-1]) + 1])
+        return np.asarray(arr[idx])
+    if idx.size > 1 and np.all(np.diff(idx) == idx[1] - idx[0]) and idx[1] > idx[0]:
+        step = int(idx[1] - idx[0])
+        return np.asarray(arr[int(idx[0]) : int(idx[-1]) + 1 : step])
+    if idx.size == 1:
+        return np.asarray(arr[int(idx[0]) : int(idx[0]) + 1])
+    return np.asarray(arr[list(map(int, idx))])
+
+
+def _array_batches(
+    ds: ArrayDataset,
+    mapping: np.ndarray | None,
+    rows: _Rows,
+    first: int,
+    batch_size: int,
+    preprocess: Preprocess,
+) -> Iterator[_Batch]:
+    for lo in range(first, rows.count, batch_size):
+        pos = rows.positions(lo, min(lo + batch_size, rows.count))
+        src = pos if mapping is None else mapping[pos]
+        order = None
+        if src.size > 1 and np.any(np.diff(src) <= 0):
+            order = np.argsort(src, kind="stable")
+            src_sorted = src[order]
+        else:
+            src_sorted = src
+        raw = _take(ds.images, src_sorted)
+        if order is not None:
+            raw = raw[np.argsort(order, kind="stable")]
+        # The same arithmetic as ArrayDataset.__getitem__, so both paths give identical bytes.
+        if raw.dtype == np.uint8:
+            images = raw.astype(np.float32) / 255.0
+        else:
+            images = raw.astype(np.float32, copy=False)
+        ids = (
+            [f"{ds.source}[{int(i)}]" for i in src]
+            if ds.sample_ids is None
+            else [str(ds.sample_ids[int(i)]) for i in src]
+        )
+        yield _Batch(
+            images=preprocess(images),
+            labels=None if ds.labels is None else ds.labels[src].astype(np.int64),
+            factors=None if ds.factors is None else ds.factors[src].astype(np.float32),
+            sample_ids=ids,
+            index=pos.astype(np.int64),
+        )
+
+
+class _PositionView:
+    """Map-style view of the rows a run covers (for the DataLoader)."""
+
+    def __init__(self, dataset: ImageDataset, rows: _Rows, first: int) -> None:
+        self.dataset = dataset
+        self.rows = rows
+        self.first = first
+
+    def __len__(self) -> int:
+        return self.rows.count - self.first
+
+    def __getitem__(self, j: int) -> tuple[int, dict[str, Any]]:
+        pos = self.rows.start + (self.first + j) * self.rows.step
+        return pos, self.dataset[pos]
+
+
+class _Collate:
+    """Stacks items and preprocesses the batch (in the worker process)."""
+
+    def __init__(self, preprocess: Preprocess, has_labels: bool, has_factors: bool) -> None:
+        self.preprocess = preprocess
+        self.has_labels = has_labels
+        self.has_factors = has_factors
+
+    def __call__(self, items: list[tuple[int, dict[str, Any]]]) -> _Batch:
+        images = np.stack([np.asarray(it["image"], dtype=np.float32) for _, it in items])
+        return _Batch(
+            images=self.preprocess(images),
+            labels=(
+                np.asarray([int(it["label"]) for _, it in items], dtype=np.int64)
+                if self.has_labels
+                else None
+            ),
+            factors=(
+                np.stack([np.asarray(it["factors"], dtype=np.float32) for _, it in items])
+                if self.has_factors
+                else None
+            ),
+            sample_ids=[str(it["sample_id"]) for _, it in items],
+            index=np.asarray([pos for pos, _ in items], dtype=np.int64),
+        )
+
+
+def _worker_init(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers decode; the model gets the cores
+
+
+def _loader_batches(
+    dataset: ImageDataset,
+    rows: _Rows,
+    first: int,
+    batch_size: int,
+    preprocess: Preprocess,
+    workers: int,
+) -> Iterator[_Batch]:
+    from torch.utils.data import DataLoader
+
+    loader: Any = DataLoader(
+        _PositionView(dataset, rows, first),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_Collate(preprocess, dataset.has_labels, dataset.has_factors),
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+    yield from loader
+
+
+class _Prefetch:
+    """Runs a batch iterator in a thread, ``depth`` batches ahead of the consumer."""
+
+    _DONE = object()
+
+    def __init__(self, it: Iterator[_Batch], depth: int = 3) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(it,), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, it: Iterator[_Batch]) -> None:
+        try:
+            for batch in it:
+                if not self._put(batch):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+            return
+        self._put(self._DONE)
+
+    def __iter__(self) -> Iterator[_Batch]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+
+# -- the job -------------------------------------------------------------------------------
+def _job(
+    runner: Runner,
+    dataset: ImageDataset,
+    preprocess: Preprocess,
+    shard: tuple[int, int] | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    described = runner.describe()
+    device = str(described["device"]).split(" (")[0]
+    device = re.sub(r"cuda:\d+", "cuda", device)
+    outputs = {k: v for k, v in described["outputs"].items() if k != "adapter"}
+    return {
+        "model_kind": described["model_kind"],
+        "model_sha256": described["model_sha256"],
+        # A file's identity is its bytes; a factory without weights is known by its name.
+        "model": None if described["model_sha256"] else described["model"],
+        "input": described["input"],
+        "outputs": outputs,
+        "spatial": described["spatial"],
+        "device": device,
+        "data_source": dataset.source,
+        "n_data": len(dataset),
+        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
+        "batch_size": batch_size,
+        "preprocessing": preprocess.describe(),
+    }
+
+
+def _job_id(job: Mapping[str, Any]) -> str:
+    text = json.dumps(job, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _normalize_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _check_resumable(partial: Path, job: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance of a .partial file, when it was written by this same job."""
+    try:
+        with LatentStore(partial, allow_incomplete=True) as store:
+            prov = dict(store.provenance)
+    except StoreError as exc:
+        raise StoreError(
+            f"cannot resume {partial}: {exc} Delete it, or run again with --overwrite."
+        ) from None
+    theirs = prov.get("job")
+    if not isinstance(theirs, dict):
+        raise StoreError(
+            f"{partial} was not written by `latentdiag embed` (it records no job); delete it "
+            "or run again with --overwrite."
+        )
+    mine = _normalize_json(dict(job))
+    differ = [k for k in _JOB_KEYS if _normalize_json(theirs.get(k)) != mine.get(k)]
+    if differ:
+        details = "; ".join(
+            f"{k}: {_short(theirs.get(k))} there, {_short(mine.get(k))} now" for k in differ[:3]
+        )
+        raise StoreError(
+            f"{partial} is an unfinished run of a different job ({details}); delete it, or run "
+            "again with --overwrite to start over."
+        )
+    return prov
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _versions(runner: Runner) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "latentdiag_version": __version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+    }
+    described = runner.describe()
+    for key in ("torch_version", "onnxruntime_version", "onnx_ir_version", "onnx_opsets"):
+        if key in described:
+            out[key] = described[key]
+    if "torch_version" not in out:
+        try:
+            import torch
+
+            out["torch_version"] = str(torch.__version__)
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+    return out
+
+
+def _default_workers(fast: bool) -> int:
+    if fast:
+        return 0
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1)) if cores > 1 else 0
+
+
+def embed(
+    runner: Runner,
+    dataset: ImageDataset,
+    out: str | os.PathLike[str],
+    *,
+    batch_size: int = 64,
+    preprocess: Preprocess | None = None,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    normalize: str | None = None,
+    shard: tuple[int, int] | None = None,
+    workers: int | None = None,
+    block_rows: int | None = None,
+    overwrite: bool = False,
+    allow_nonfinite: bool = False,
+    command: Sequence[str] | str | None = None,
+    progress: ProgressFn | None = None,
+) -> EmbedResult:
+    """Run ``runner`` over ``dataset`` and write a latents file.
+
+    Args:
+        runner: The model (see :func:`latentdiag.runners.open_runner`).
+        dataset: The images (and labels, factors).
+        out: The latents file to write. An unfinished ``<out>.partial`` of the same job is
+            resumed.
+        batch_size: Rows per model call.
+        preprocess: How images become model input; planned from the model, the data and
+            ``channels`` / ``size`` / ``normalize`` when None.
+        channels: Channel count for models that do not fix it.
+        size: Image size for models that do not fix it.
+        normalize: ``0..1``, ``-1..1``, ``imagenet`` or ``MEAN:STD``.
+        shard: ``(K, N)``: take rows i with i % N == K.
+        workers: DataLoader worker processes; None picks (0 for in-memory arrays, which are
+            read in a prefetch thread).
+        block_rows: Rows per committed block (a multiple of ``batch_size``); resuming
+            continues after the last committed block.
+        overwrite: Replace an existing file and discard an unfinished one.
+        allow_nonfinite: Write NaN / inf outputs instead of refusing them.
+        command: The command line, for provenance.
+        progress: Called as ``progress(rows_done, rows_total)`` after each batch.
+
+    Returns:
+        What was written.
+
+    Raises:
+        DataError: The data (or the shard) is empty.
+        ModelError: The model does not fit the data, is conditional and the data has no
+            labels, or produced non-finite values (the rows are kept in the ``.partial``
+            file; run again with ``allow_nonfinite`` to finish it).
+        StoreError: ``out`` exists, or an unfinished file belongs to another job.
+        ConfigError: Bad batch size, block size or worker count.
+    """
+    out = Path(out)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1; got {batch_size}.")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be 0 or more; got {workers}.")
+    if block_rows is None:
+        block_rows = max(1, 4096 // batch_size) * batch_size
+    elif block_rows < batch_size or block_rows % batch_size:
+        raise ConfigError(
+            f"block_rows ({block_rows}) must be a multiple of the batch size ({batch_size})."
+        )
+    n_data = len(dataset)
+    if n_data == 0:
+        raise DataError(f"the data ({dataset.source or 'dataset'}) holds no images.")
+    if shard is None:
+        rows = _Rows(0, 1, n_data)
+    else:
+        k, n = shard
+        if not 0 <= k < n:
+            raise ConfigError(f"shard {k}/{n}: K must lie in 0..{n - 1}.")
+        rows = _Rows(k, n, len(range(k, n_data, n)))
+        if rows.count == 0:
+            raise DataError(
+                f"shard {k}/{n} of the data ({n_data} images) is empty; use at most "
+                f"{n_data} shards."
+            )
+    if runner.spec.conditional and not dataset.has_labels:
+        raise ModelError(
+            f"the model takes labels (input {runner.spec.label_name!r}: a conditional encoder) "
+            "but the data has none; give data with labels."
+        )
+    if preprocess is None:
+        preprocess = plan_preprocess(
+            runner.spec,
+            data_channels=dataset.channels,
+            data_size=dataset.size,
+            channels=channels,
+            size=size,
+            normalize=normalize,
+        )
+    job = _job(runner, dataset, preprocess, shard, batch_size)
+    partial = partial_path(out)
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out} already exists; choose another -o path or pass --overwrite.")
+    writer: LatentWriter | None = None
+    nonfinite = {"mu": 0, "logvar": 0, "rows": 0}
+    first = 0
+    if partial.exists() and overwrite:
+        partial.unlink()
+    elif partial.exists():
+        prov = _check_resumable(partial, job)
+        writer = LatentWriter.resume(out)
+        first = writer.n_rows
+        if first % batch_size and first != rows.count:
+            writer.close()
+            raise StoreError(
+                f"{partial} stopped at row {first}, which is not a batch boundary; delete it."
+            )
+        saved = prov.get("nonfinite")
+        if isinstance(saved, dict):
+            nonfinite.update({k: int(v) for k, v in saved.items() if k in nonfinite})
+    resumed = first
+    provenance: dict[str, Any] = {
+        **{k: v for k, v in runner.describe().items() if not k.endswith("_version")},
+        "data_source": dataset.source,
+        "n_data": n_data,
+        "n_rows": rows.count,
+        "shard": job["shard"],
+        "batch_size": batch_size,
+        "preprocessing": preprocess.describe(),
+        "command": list(command) if isinstance(command, (list, tuple)) else command,
+        **_versions(runner),
+        "job": job,
+        "job_id": _job_id(job),
+    }
+
+    fast = _array_view(dataset)
+    n_workers = _default_workers(fast is not None) if workers is None else workers
+    source: Iterator[_Batch]
+    prefetch: _Prefetch | None = None
+    if fast is not None and n_workers == 0:
+        prefetch = _Prefetch(_array_batches(fast[0], fast[1], rows, first, batch_size, preprocess))
+        source = iter(prefetch)
+    elif n_workers == 0:
+        prefetch = _Prefetch(_loader_batches(dataset, rows, first, batch_size, preprocess, 0))
+        source = iter(prefetch)
+    else:
+        source = _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers)
+
+    pending: list[tuple[np.ndarray, np.ndarray | None, _Batch]] = []
+    pending_rows = 0
+    done = first
+    t0 = time.perf_counter()
+
+    def commit() -> None:
+        nonlocal pending, pending_rows
+        assert writer is not None
+        if not pending:
+            return
+        mus = np.concatenate([p[0] for p in pending])
+        lvs = [p[1] for p in pending if p[1] is not None]
+        batches = [p[2] for p in pending]
+        writer.set_provenance(nonfinite=dict(nonfinite))
+        writer.append(
+            mus,
+            logvar=np.concatenate(lvs) if writer.has_logvar else None,
+            labels=np.concatenate([b.labels for b in batches]) if dataset.has_labels else None,
+            factors=np.concatenate([b.factors for b in batches]) if dataset.has_factors else None,
+            sample_ids=[s for b in batches for s in b.sample_ids],
+            index=np.concatenate([b.index for b in batches]),
+        )
+        pending, pending_rows = [], 0
+
+    try:
+        if progress is not None:
+            progress(done, rows.count)
+        for batch in source:
+            mu, logvar = runner.run(batch.images, batch.labels)
+            if mu.shape[0] != batch.images.shape[0]:
+                raise ModelError(
+                    f"the model returned {mu.shape[0]} rows for a batch of "
+                    f"{batch.images.shape[0]}; it must return one latent per image."
+                )
+            bad_mu = ~np.isfinite(mu)
+            bad_rows = bad_mu.any(axis=1)
+            nonfinite["mu"] += int(bad_mu.sum())
+            if logvar is not None:
+                bad_lv = ~np.isfinite(logvar)
+                nonfinite["logvar"] += int(bad_lv.sum())
+                bad_rows |= bad_lv.any(axis=1)
+            nonfinite["rows"] += int(bad_rows.sum())
+            if writer is None:
+                writer = LatentWriter(
+                    out,
+                    latent_dim=int(mu.shape[1]),
+                    has_logvar=logvar is not None,
+                    label_names=dataset.label_names if dataset.has_labels else None,
+                    factor_names=dataset.factor_names if dataset.has_factors else None,
+                    sample_ids=True,
+                    index=True,
+                    partitions=runner.partitions,
+                    provenance={**provenance, "outputs": runner.outputs},
+                    overwrite=overwrite,
+                )
+            elif mu.shape[1] != writer.latent_dim or (logvar is not None) != writer.has_logvar:
+                raise ModelError(
+                    f"the model's output changed shape: {mu.shape[1]} latent dims now, "
+                    f"{writer.latent_dim} in {writer.partial}."
+                )
+            pending.append((mu, logvar, batch))
+            pending_rows += mu.shape[0]
+            done += mu.shape[0]
+            if pending_rows >= block_rows:
+                commit()
+            if progress is not None:
+                progress(done, rows.count)
+        assert writer is not None  # rows.count > 0: a batch ran, or a partial was resumed
+        commit()
+        writer.set_provenance(nonfinite=dict(nonfinite))
+        if (nonfinite["mu"] or nonfinite["logvar"]) and not allow_nonfinite:
+            raise ModelError(
+                f"the model produced {nonfinite['mu'] + nonfinite['logvar']:,} non-finite values "
+                f"(NaN or inf: {nonfinite['mu']:,} in mu, {nonfinite['logvar']:,} in logvar) in "
+                f"{nonfinite['rows']:,} of {rows.count:,} rows; they are kept in "
+                f"{writer.partial}: run the same command with --allow-nonfinite to finish the "
+                "file with them, or fix the model or its input (--normalize)."
+            )
+        has_logvar, latent_dim, n_rows = writer.has_logvar, writer.latent_dim, writer.n_rows
+        writer.finalize()
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+        if writer is not None:
+            writer.close()
+    return EmbedResult(
+        path=out,
+        n_rows=n_rows,
+        latent_dim=latent_dim,
+        has_logvar=has_logvar,
+        device=runner.device,
+        resumed_rows=resumed,
+        seconds=time.perf_counter() - t0,
+        shard=shard,
+        nonfinite={"mu": nonfinite["mu"], "logvar": nonfinite["logvar"]},
+    )
