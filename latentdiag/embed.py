@@ -48,6 +48,7 @@ __all__ = [
     "parse_shard",
     "shard_from_env",
     "shard_path",
+    "unfinished_rows",
 ]
 
 ProgressFn = Callable[[int, int], None]
@@ -688,3 +689,15 @@ def embed(
         shard=shard,
         nonfinite={"mu": nonfinite["mu"], "logvar": nonfinite["logvar"]},
     )
+
+
+def unfinished_rows(out: str | os.PathLike[str]) -> int | None:
+    """Rows committed in ``<out>.partial``, or None when there is no readable one."""
+    partial = partial_path(out)
+    if not partial.exists():
+        return None
+    try:
+        with LatentStore(partial, allow_incomplete=True) as store:
+            return store.n_samples
+    except StoreError:
+        return None

@@ -23,6 +23,8 @@ from latentdiag.errors import LatentDiagError
 COMMANDS: dict[str, str] = {
     "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
     "data": "latentdiag.cli.data_cmd:data_group",
+    "embed": "latentdiag.cli.embed_cmd:embed_command",
+    "merge": "latentdiag.cli.merge_cmd:merge_command",
 }
 
 

@@ -106,6 +106,9 @@ def open_runner(
     spatial: str = "flatten",
     model_kwargs: Mapping[str, Any] | None = None,
     info: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    kind: str = "module",
+    model_sha256: str | None = None,
 ) -> Runner:
     """Load MODEL and return a runner for it.
 
@@ -122,6 +125,9 @@ def open_runner(
         spatial: ``flatten`` or ``mean``: how spatial latents (C × H × W) become vectors.
         model_kwargs: Keyword arguments for the factory.
         info: For a module: ``conditional``, ``channels``, ``size``, ``partitions``.
+        name: For a module: what it is, for provenance (e.g. the run directory it came from).
+        kind: For a module: the model kind recorded in provenance (e.g. ``reference``).
+        model_sha256: For a module: sha256 of the files it came from.
 
     Returns:
         The runner.
@@ -134,27 +140,33 @@ def open_runner(
         raise ModelError(f"--spatial must be flatten or mean; got {spatial!r}.")
     if layout is not None and layout.lower() not in ("nchw", "nhwc", "flat"):
         raise ModelError(f"--layout must be nchw, nhwc or flat; got {layout!r}.")
-    if not isinstance(model, (str, os.PathLike)):
-        from latentdiag.runners.torch import module_runner
-
-        return module_runner(
-            model,
-            model=type(model).__name__,
-            info=info,
-            device=device,
-            layout=layout,
-            spatial=spatial,
-        )
-    kind = detect_kind(model)
+    is_module = not isinstance(model, (str, os.PathLike))
+    kind = kind if is_module else detect_kind(model)
     onnx_only = {
         "--mu-output": mu_output,
         "--logvar-output": logvar_output,
+        "--logvar-kind": logvar_kind,
         "--providers": providers,
     }
     if kind != "onnx":
         given = [flag for flag, v in onnx_only.items() if v]
         if given:
-            raise ModelError(f"{given[0]} applies to .onnx models only; MODEL is {kind}.")
+            raise ModelError(f"{given[0]} applies to .onnx models only; MODEL is a {kind} model.")
+    if is_module:
+        if weights is not None:
+            raise ModelError("--weights applies to pkg.module:factory models only.")
+        from latentdiag.runners.torch import module_runner
+
+        return module_runner(
+            model,
+            model=name or type(model).__name__,
+            info=info,
+            device=device,
+            layout=layout,
+            spatial=spatial,
+            model_sha256=model_sha256,
+            kind=kind,
+        )
     if weights is not None and kind != "factory":
         raise ModelError(
             f"--weights applies to pkg.module:factory models only; MODEL is a {kind} model, "

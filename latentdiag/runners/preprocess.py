@@ -26,6 +26,7 @@ __all__ = [
     "NORMALIZATIONS",
     "Normalization",
     "Preprocess",
+    "data_hint",
     "parse_normalize",
     "plan_preprocess",
 ]
@@ -307,3 +308,17 @@ def _plan_flat(
         f"C×S×S image (C = 1 or 3) gives {features}; pass --channels and --size that multiply "
         f"to {features}."
     )
+
+
+def data_hint(spec: InputSpec) -> tuple[int | None, int | None]:
+    """The square size and channel count (1 or 3) a model fixes, for the data loader.
+
+    Handing these to :func:`latentdiag.data.open_dataset` resizes and converts images while
+    they are decoded (in DataLoader workers), so preprocessing has less left to do.
+
+    Returns:
+        ``(size, channels)``, each None where the model does not fix it.
+    """
+    size = spec.height if spec.height is not None and spec.height == spec.width else None
+    channels = 1 if spec.layout == "NHW" else spec.channels
+    return size, channels if channels in (1, 3) else None

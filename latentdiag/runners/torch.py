@@ -40,6 +40,7 @@ __all__ = [
     "FACTORY_PATTERN",
     "TorchRunner",
     "check_pt2_archive",
+    "folder_sha256",
     "import_factory",
     "load_exported",
     "load_factory",
@@ -58,11 +59,25 @@ _PREFIXES = ("module.", "model.", "_orig_mod.", "encoder_model.")
 
 
 def _sha256_file(path: Path, h: Any = None) -> str:
-    h = h or hashlib.sha256()
+    h = hashlib.sha256() if h is None else h
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return str(h.hexdigest())
+
+
+def folder_sha256(folder: str | os.PathLike[str]) -> str:
+    """sha256 over a run directory's config and weights (``*.json``, ``*.safetensors``).
+
+    Names and bytes both count, in sorted order, so any change to the weights changes it.
+    """
+    root = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in (".json", ".safetensors"):
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            _sha256_file(p, h)
+    return h.hexdigest()
 
 
 def _layout(layout: str | None) -> Layout:
