@@ -9,7 +9,15 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["DataWarning", "RowIds", "atomic_output", "natural_sorted", "warn"]
+__all__ = [
+    "DataWarning",
+    "RowIds",
+    "atomic_output",
+    "count",
+    "examples",
+    "natural_sorted",
+    "warn",
+]
 
 
 class DataWarning(UserWarning):
@@ -30,6 +38,11 @@ def natural_sorted(names: Iterable[str]) -> list[str]:
         return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", name) if t]
 
     return sorted(names, key=key)
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 image"``, ``"2,500 images"``."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def examples(items: Sequence[str], k: int = 3) -> str:

@@ -201,16 +201,37 @@ def mode_channels(mode: str) -> int:
     return 1 if mode in _GRAY_MODES else 3
 
 
-def decode_image(path: str, *, channels: int, size: int) -> np.ndarray:
+def decode_image(
+    path: str, *, channels: int, size: int, allow_truncated: bool = False
+) -> np.ndarray:
     """Decode an image file to float32 (channels, size, size) in [0, 1].
 
     16-bit images are divided by 65535; 32-bit integer and float images by their own maximum
     when it exceeds the 16-bit or [0, 1] range.
 
+    Args:
+        path: The image file.
+        channels: 1 or 3.
+        size: Output side.
+        allow_truncated: Decode what a truncated file holds (Pillow fills the rest).
+
     Raises:
         OSError, ValueError and Pillow's errors: the file cannot be decoded (the caller names
         the file in its message).
     """
+    from PIL import ImageFile
+
+    if not allow_truncated:
+        return _decode(path, channels=channels, size=size)
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        return _decode(path, channels=channels, size=size)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def _decode(path: str, *, channels: int, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from latentdiag.data._common import examples, natural_sorted, warn
+from latentdiag.data._common import count, examples, natural_sorted, warn
 from latentdiag.data.base import UNLABELED, ImageDataset
 from latentdiag.data.convert import decode_image, mode_channels
 from latentdiag.errors import DataError
@@ -32,6 +32,7 @@ class FolderDataset(ImageDataset):
         paths: File paths relative to ``root`` (POSIX separators), in item order.
         labels: (N,) int64 label of each file, or None for an unlabelled folder.
         skipped: Counts of files left out: ``not_image``, ``unreadable``, ``no_label``.
+        strict: A truncated image is an error instead of being decoded as far as it goes.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class FolderDataset(ImageDataset):
         channels: int,
         size: int,
         skipped: dict[str, int],
+        strict: bool = False,
     ) -> None:
         self.root = root
         self.paths = list(paths)
@@ -52,6 +54,7 @@ class FolderDataset(ImageDataset):
         self.channels = channels
         self.size = size
         self.skipped = skipped
+        self.strict = strict
         self.source = root
         self._no_factors = np.zeros(0, dtype=np.float32)
 
@@ -63,10 +66,21 @@ class FolderDataset(ImageDataset):
         index = int(index) % len(self.paths)
         path = os.path.join(self.root, rel)
         try:
-            image = decode_image(path, channels=self.channels, size=self.size)
+            try:
+                image = decode_image(path, channels=self.channels, size=self.size)
+            except OSError as exc:
+                if self.strict or "truncated" not in str(exc):
+                    raise
+                warn(
+                    f"image {path} is truncated; decoded the part it holds, the rest filled "
+                    "(with --strict this is an error)."
+                )
+                image = decode_image(
+                    path, channels=self.channels, size=self.size, allow_truncated=True
+                )
         except Exception as exc:  # Pillow raises many kinds for damaged files
             raise DataError(
-                f"cannot decode image {path}: {exc}; the file is damaged or truncated; remove "
+                f"cannot decode image {path}: {_reason(exc, path)}; the file is damaged; remove "
                 "or replace it."
             ) from exc
         return {
@@ -139,8 +153,8 @@ def open_folder(
             skipped["no_label"] = len(loose_images)
             shown = examples([os.path.basename(p) for p in loose_images])
             warn(
-                f"{root}: {len(loose_images):,} images lie directly in the folder, outside the "
-                f"label subfolders; skipped ({shown})."
+                f"{root}: skipped {count(len(loose_images), 'image')} outside the label "
+                f"subfolders ({shown})."
             )
         others += [p for p in loose if not is_image(p)]
         for d in subdirs:
@@ -153,7 +167,7 @@ def open_folder(
     if others:
         skipped["not_image"] = len(others)
         warn(
-            f"{root}: skipped {len(others):,} files that are not images "
+            f"{root}: skipped {count(len(others), 'non-image file')} "
             f"({examples([os.path.relpath(p, root) for p in others])})."
         )
 
@@ -201,15 +215,15 @@ def open_folder(
         modes[mode_channels(mode)] += 1
     if bad:
         skipped["unreadable"] = len(bad)
-        warn(f"{root}: skipped {len(bad):,} unreadable images: {examples(bad, k=2)}.")
+        warn(f"{root}: skipped {count(len(bad), 'unreadable image')}: {examples(bad, k=2)}.")
     if not ok.any():
         raise DataError(f"none of the {len(paths):,} images in {root} could be read.")
     paths = [p for p, good in zip(paths, ok, strict=True) if good]
     labels = labels[ok]
 
     sides: Counter[int] = Counter()
-    for (w, h), count in shapes.items():
-        sides[min(w, h)] += count
+    for (w, h), k in shapes.items():
+        sides[min(w, h)] += k
     native = sides.most_common(1)[0][0]
     out_size = size or native
     if len(shapes) > 1:
@@ -233,6 +247,7 @@ def open_folder(
         channels=out_channels,
         size=out_size,
         skipped=skipped,
+        strict=strict,
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentdiag.data._common import count
 from latentdiag.data.arrays import Options, build_array_dataset, open_hdf5, open_npy, open_npz
 from latentdiag.data.base import ArrayDataset, ImageDataset
 from latentdiag.data.folder import open_folder
@@ -175,13 +176,10 @@ def _digits(opts: Options) -> ImageDataset:
 
 def describe(ds: ImageDataset) -> str:
     """One line about a dataset: count, shape, labels, factors."""
-    parts = [f"{len(ds):,} images {ds.channels}×{ds.size}×{ds.size}"]
+    parts = [f"{count(len(ds), 'image')} {ds.channels}×{ds.size}×{ds.size}"]
     if ds.label_names is not None:
-        parts.append(
-            f"{len(ds.label_names)} labels ({', '.join(ds.label_names[:6])}"
-            + (", …" if len(ds.label_names) > 6 else "")
-            + ")"
-        )
+        names = ", ".join(ds.label_names[:6]) + (", …" if len(ds.label_names) > 6 else "")
+        parts.append(f"{count(len(ds.label_names), 'label')} ({names})")
     if ds.factor_names is not None:
-        parts.append(f"{len(ds.factor_names)} factors")
+        parts.append(count(len(ds.factor_names), "factor"))
     return ", ".join(parts)

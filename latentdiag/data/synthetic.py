@@ -119,15 +119,15 @@ def generate_synthetic(
         DataError: ``n``, ``size`` or ``channels`` out of range.
     """
     if n < 1:
-        raise DataError(f"the number of images must be at least 1; got {n}")
+        raise DataError(f"the number of images must be at least 1; got {n}.")
     if not 8 <= size <= _MAX_SIZE:
         raise DataError(
-            f"image size must be 8 … {_MAX_SIZE} pixels (32, 64, 128 are designed); got {size}"
+            f"image size must be 8 … {_MAX_SIZE} pixels (32, 64, 128 are designed); got {size}."
         )
     if channels not in (1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels}")
+        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels}.")
     if seed < 0:
-        raise DataError(f"the seed must be a non-negative integer; got {seed}")
+        raise DataError(f"the seed must be a non-negative integer; got {seed}.")
 
     rng = np.random.default_rng([seed, 0x5EED])
     k = len(LABEL_NAMES)
