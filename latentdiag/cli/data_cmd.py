@@ -72,9 +72,15 @@ def open_from_options(source: str, *, seed: int, **options: Any) -> Any:
 
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Show each warning raised by the core as one ``Warning: ...`` line on stderr."""
+    """Show each warning raised inside as one ``Warning: ...`` line on stderr.
+
+    Every :class:`~latentdiag.data.DataWarning` is shown; other warnings keep Python's filters
+    (so library deprecation notices stay hidden, and a repeated one shows once).
+    """
+    from latentdiag.data import DataWarning
+
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", DataWarning)
         try:
             yield
         finally:

@@ -90,6 +90,22 @@ def _waves(ctx: Context, first: int, freq: np.ndarray, u: np.ndarray, v: np.ndar
     return out * np.float32(1 / 1.7)
 
 
+def fast_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Approximately standard-normal float32 noise: the Irwin–Hall sum of four uniform bytes.
+
+    Five times cheaper than ``standard_normal`` (which dominated generation time); the
+    tails stop at ±3.45, which sensor noise and speckle never miss.
+    """
+    u = rng.integers(0, 2**32, size=shape, dtype=np.uint32)
+    m = np.uint32(0x00FF00FF)
+    pairs = (u & m) + ((u >> np.uint32(8)) & m)  # two 16-bit lanes, each a sum of two bytes
+    total = (pairs & np.uint32(0xFFFF)) + (pairs >> np.uint32(16))  # 0 .. 1020
+    out = total.astype(np.float32)
+    out -= np.float32(510.0)
+    out *= np.float32(1 / 147.80)  # sqrt(4 · (256² − 1) / 12)
+    return out
+
+
 @lru_cache(maxsize=16)
 def _upsampler(size: int, cells: int) -> np.ndarray:
     """(size, cells) linear-interpolation matrix from a coarse grid to ``size`` pixels."""
@@ -136,7 +152,11 @@ def chest_xray(ctx: Context) -> np.ndarray:
 
     # Torso: a superellipse narrowing into rounded shoulders, plus the neck; air outside.
     half_w = 0.92 - 0.3 * np.clip((-0.45 - v) * np.float32(1 / 0.55), 0.0, 1.0) ** 2
-    q = (au / half_w) ** 4 + ((v - np.float32(0.12)) * np.float32(1 / 1.05)) ** 4
+    qx = au / half_w
+    qy = (v - np.float32(0.12)) * np.float32(1 / 1.05)
+    qx *= qx
+    qy *= qy
+    q = qx * qx + qy * qy
     body = _inside(q - 1.0, 0.25 + 4 * px)
     body = np.maximum(body, _inside(au - 0.2, soft) * _inside(-0.6 - v, 0.1))
     img = 0.06 + 0.50 * body + 0.08 * body * np.clip(au - 0.6, 0.0, 0.4)
@@ -219,7 +239,7 @@ def oct(ctx: Context) -> np.ndarray:
     img += 0.75 * rpe + 0.35 * choroid * (1.0 + 0.35 * _smooth_noise(ctx, 12))
     img += 0.04  # vitreous
 
-    speckle = ctx.rng.standard_normal(img.shape, dtype=np.float32)
+    speckle = fast_normal(ctx.rng, img.shape)
     img *= np.maximum(1.0 + 0.3 * speckle, 0.0)
     return _gray_or_rgb(img, ctx.channels)
 

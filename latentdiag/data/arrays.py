@@ -123,8 +123,11 @@ def build_array_dataset(
     sel_factors = None if fac is None else (fac if rows is None else fac[rows])
     ids = RowIds(id_prefix, None if rows is None else rows.tolist(), n_rows)
 
-    if reopen is None or n_rows * row_bytes <= IN_MEMORY_BYTES:
-        raw = np.asarray(images[...] if rows is None else images[rows])
+    if reopen is None or total * row_bytes <= IN_MEMORY_BYTES:
+        # Read whole, then pick rows: one sequential read beats HDF5 point selections.
+        raw = np.asarray(images[...])
+        if rows is not None:
+            raw = raw[rows]
         scale = value_scale(raw.dtype, raw, where)
         blocks = [
             convert_batch(

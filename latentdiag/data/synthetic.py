@@ -204,14 +204,17 @@ def _render_chunk(
     # Auto-window: every image to mean 0.5, std _WINDOW_STD (on luminance), then the shared
     # brightness / contrast gain, so neither is a modality cue.
     lum = out.mean(axis=1) if channels == 1 else np.tensordot(_render.LUMA, out, axes=(0, 1))
-    mean = lum.mean(axis=(1, 2))[:, None, None, None]
-    std = lum.std(axis=(1, 2))[:, None, None, None] + 1e-3
+    flat = lum.reshape(b, -1)
+    mean = flat.mean(axis=1)
+    std = np.sqrt(np.maximum(np.einsum("ij,ij->i", flat, flat) / flat.shape[1] - mean**2, 0.0))
+    mean = mean[:, None, None, None]
+    std = std[:, None, None, None] + 1e-3
     gain = (_WINDOW_STD * col["contrast"][:, None] / std).astype(np.float32)
     out -= mean.astype(np.float32)
     out *= gain
     out += (0.5 + col["brightness"][:, None]).astype(np.float32)
     # Sensor noise on luminance (the same in each channel), so gray modalities stay gray.
-    noise = rng.standard_normal((b, 1, size, size), dtype=np.float32)
+    noise = _render.fast_normal(rng, (b, 1, size, size))
     noise *= col["noise"][:, None]
     out += noise
     np.clip(out, 0.0, 1.0, out=out)
