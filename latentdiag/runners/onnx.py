@@ -423,11 +423,14 @@ def _pick_outputs(
         mu = mu_output
     else:
         means = [n for n in names if roles[n] == "mu"]
+        others = [n for n in names if n != logvar_output]
         if means:
             mu = means[0]
             how = "by convention"
         elif len(names) == 1:
             mu, how = names[0], "the only output"
+        elif logvar_output is not None and len(others) == 1:
+            mu, how = others[0], "the output besides --logvar-output"
         elif len(names) == 2 and not any(roles.values()) and logvar_output is None:
             mu, how = names[0], "by position (first: mu, second: logvar)"
             return mu, names[1], logvar_kind or "logvar", how

@@ -24,6 +24,7 @@ import io
 import os
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -184,7 +185,9 @@ class TorchRunner(Runner):
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             if self._ran:
                 raise
-            text = " ".join(str(exc).split())
+            # TorchScript puts a traceback first and the error itself on the last line.
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            text = " ".join((lines[-1] if lines else type(exc).__name__).split())
             raise ModelError(
                 f"the model failed on its first batch, of shape {tuple(x.shape)} "
                 f"({spec.layout}): {text[:300]}; give --size, --channels or --layout to "
@@ -217,6 +220,9 @@ def _param_dtype(module: Any) -> Any:
 
 def _wants_labels(fn: Any) -> bool:
     """Whether a Python callable takes labels after the images."""
+    forward = getattr(fn, "forward", None)
+    if callable(forward) and not inspect.ismethod(fn):
+        fn = forward  # a module: its __call__ takes (*args, **kwargs), forward says more
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -345,7 +351,9 @@ def check_pt2_archive(path: Path) -> None:
             if name not in names:
                 continue
             try:
-                torch.load(io.BytesIO(z.read(name)), weights_only=True, map_location="cpu")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the safe loader's notes on protocols
+                    torch.load(io.BytesIO(z.read(name)), weights_only=True, map_location="cpu")
             except Exception:  # the safe unpickler refuses: the entry holds Python objects
                 raise ModelError(
                     f"{path} holds {name}, which does not load with torch.load("
