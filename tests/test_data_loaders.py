@@ -89,6 +89,29 @@ def test_folder_labels_from_subfolders_and_lazy_paths(folder: Path) -> None:
     assert ds[4]["sample_id"] == "cat/deep/c.tif"
 
 
+def test_folder_decodes_nothing_until_an_item_is_asked_for(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening reads headers only; pixels are decoded per item (so big folders stream)."""
+    import latentdiag.data.folder as folder_module
+
+    decoded: list[str] = []
+    real = folder_module.decode_image
+
+    def spy(path: str, **kwargs: object) -> np.ndarray:
+        decoded.append(path)
+        return real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(folder_module, "decode_image", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        ds = open_dataset(str(folder))
+    assert decoded == []
+    assert not any(isinstance(v, np.ndarray) and v.ndim > 1 for v in vars(ds).values())
+    ds[2]
+    assert decoded == [str(folder / "cat" / "a.png")]
+
+
 def test_folder_converts_channels_and_size(folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
