@@ -36,35 +36,43 @@ def main() -> None:
     import latentdiag.data.synthetic as synthetic
 
     synthetic.generate_synthetic(64, size=args.size, channels=args.channels)  # warm caches
-    times = []
+    wall, cpu = [], []
     for r in range(args.repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         synthetic.generate_synthetic(args.n, size=args.size, channels=args.channels, seed=r)
-        times.append(time.perf_counter() - t0)
-    best, median = min(times), statistics.median(times)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
 
     chunk = synthetic._CHUNK
     synthetic._CHUNK = 1  # the peer: one image per render call
     try:
-        t0 = time.perf_counter()
+        c0 = time.process_time()
         synthetic.generate_synthetic(args.peer_n, size=args.size, channels=args.channels)
-        per_image = (time.perf_counter() - t0) / args.peer_n
+        peer_cpu = (time.process_time() - c0) / args.peer_n * args.n
     finally:
         synthetic._CHUNK = chunk
-    peer_total = per_image * args.n
 
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else "?"
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    shape = f"{args.channels}×{args.size}×{args.size}"
     print(
-        f"latentdiag synthetic: {args.n:,} images {args.channels}×{args.size}×{args.size}, "
-        f"one core (cpu {sorted(cores) if cores != '?' else cores}), {args.repeats} runs"
+        f"latentdiag synthetic: {args.n:,} images {shape}, one core (cpu {cpus}), "
+        f"{args.repeats} runs"
     )
-    print(f"  runs (s):            {', '.join(f'{t:.2f}' for t in times)}")
-    print(f"  best / median (s):   {best:.2f} / {median:.2f}   ({args.n / median:,.0f} images/s)")
-    print(f"  per-image peer (s):  {peer_total:.1f} (extrapolated from {args.peer_n} images)")
-    print(f"  ratio peer / batched (median): {peer_total / median:.1f}×")
+    print(
+        f"  wall (s):  {', '.join(f'{t:.2f}' for t in wall)}   (includes waiting for a busy core)"
+    )
+    print(f"  cpu  (s):  {', '.join(f'{t:.2f}' for t in cpu)}")
+    med = statistics.median(cpu)
+    print(f"  median cpu {med:.2f} s = {args.n / med:,.0f} images/s on one core")
+    print(f"  per-image peer cpu: {peer_cpu:.2f} s (extrapolated from {args.peer_n} images)")
+    print(f"  ratio peer / latentdiag (cpu): {peer_cpu / med:.1f}×")
     if args.n == 20_000 and args.size == 64:
-        verdict = "meets" if median < 20 else "MISSES"
-        print(f"  target 20,000 × 64×64 in < 20 s: {verdict} ({median:.2f} s)")
+        worst = max(wall)
+        verdict = "meets" if med < 20 and worst < 20 else "MISSES"
+        print(
+            f"  target 20,000 × 64×64 in < 20 s: {verdict} "
+            f"(cpu {med:.2f} s, slowest wall {worst:.2f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -172,14 +172,6 @@ def _render_chunk(
     grid = ((np.arange(size, dtype=np.float32) + 0.5) * (2.0 / size) - 1.0).astype(np.float32)
     x = grid[None, None, :]  # (1, 1, S)
     y = grid[None, :, None]  # (1, S, 1)
-    theta = np.deg2rad(col["rotation"])
-    cos, sin = np.cos(theta), np.sin(theta)
-    inv_scale = 1.0 / col["scale"]
-    dx = x - 2.0 * col["shift_x"]  # (b, 1, S)
-    dy = y - 2.0 * col["shift_y"]  # (b, S, 1)
-    u = ((cos * dx + sin * dy) * inv_scale).astype(np.float32)  # (b, S, S)
-    v = ((-sin * dx + cos * dy) * inv_scale).astype(np.float32)  # (b, S, S)
-    pixel = (2.0 / size) * inv_scale  # (b, 1, 1): one pixel in canonical units, for antialiasing
 
     out = np.empty((b, channels, size, size), dtype=np.float32)
     renderers = (_render.chest_xray, _render.oct, _render.pathology, _render.dermatoscopy)
@@ -187,13 +179,19 @@ def _render_chunk(
         idx = np.flatnonzero(labels == label)
         if idx.size == 0:
             continue
+        # Output pixel -> canonical coordinates: undo the shift, then rotation and scale.
+        theta = np.deg2rad(col["rotation"][idx])  # (k, 1, 1)
+        cos, sin = np.cos(theta), np.sin(theta)
+        inv_scale = np.float32(1.0) / col["scale"][idx]
+        dx = x - 2.0 * col["shift_x"][idx]  # (k, 1, S)
+        dy = y - 2.0 * col["shift_y"][idx]  # (k, S, 1)
         ctx = _render.Context(
-            u=u[idx],
-            v=v[idx],
+            u=(cos * inv_scale) * dx + (sin * inv_scale) * dy,  # (k, S, S)
+            v=(cos * inv_scale) * dy - (sin * inv_scale) * dx,  # (k, S, S)
             x=np.broadcast_to(x, (idx.size, size, size)),
             y=np.broadcast_to(y, (idx.size, size, size)),
-            pixel=pixel[idx].astype(np.float32),
-            structure=col["structure"][idx].astype(np.float32),
+            pixel=(np.float32(2.0 / size) * inv_scale).astype(np.float32),
+            structure=col["structure"][idx],
             extra=extra[idx],
             hash_seed=hash_seeds[idx, None, None],
             channels=channels,
@@ -203,7 +201,7 @@ def _render_chunk(
 
     # Auto-window: every image to mean 0.5, std _WINDOW_STD (on luminance), then the shared
     # brightness / contrast gain, so neither is a modality cue.
-    lum = out.mean(axis=1) if channels == 1 else np.tensordot(_render.LUMA, out, axes=(0, 1))
+    lum = out[:, 0] if channels == 1 else np.tensordot(_render.LUMA, out, axes=(0, 1))
     flat = lum.reshape(b, -1)
     mean = flat.mean(axis=1)
     std = np.sqrt(np.maximum(np.einsum("ij,ij->i", flat, flat) / flat.shape[1] - mean**2, 0.0))
