@@ -1,0 +1,123 @@
+"""``latentdiag check``: a gate for training pipelines — exit 1 when a metric misses its bar."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from latentdiag.cli._common import console, device_option, echo_json, json_option, seed_option
+from latentdiag.cli.metrics_cmd import progress_bar, sample_option
+
+
+def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+    from latentdiag.errors import ConfigError
+    from latentdiag.metrics.check import parse_requirement
+
+    try:
+        return [parse_requirement(v) for v in values]
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("check")
+@click.argument("latents", type=click.Path(dir_okay=False))
+@click.option(
+    "--require",
+    "requirements",
+    multiple=True,
+    callback=_parse,
+    metavar="'KEY OP X'",
+    help="A requirement such as 'separation.silhouette>=0.5' (OP: >= <= > < == !=). Repeatable.",
+)
+@click.option("--min-silhouette", type=float, help="Shorthand: separation.silhouette>=X.")
+@click.option(
+    "--min-centroid-distance",
+    type=float,
+    help="Shorthand: separation.centroid_distance.min>=X (every pair of labels that far apart).",
+)
+@json_option
+@sample_option
+@seed_option
+@device_option
+def check_command(
+    latents: str,
+    requirements: list[Any],
+    min_silhouette: float | None,
+    min_centroid_distance: float | None,
+    as_json: bool,
+    sample: int | None,
+    seed: int,
+    device: str,
+):
+    """Check metrics against thresholds: exit 0 when all pass, 1 when any fails.
+
+    Only the metrics the requirements name are computed. A requirement on a metric the file
+    cannot support (e.g. posterior TC without /logvar) fails, with the reason. Exit status 2
+    means a malformed requirement (a usage error); an unknown metric key or an unreadable file
+    prints one `Error:` line and exits 1.
+
+    \b
+    Examples:
+      latentdiag check latents.h5 --min-silhouette 0.5 --min-centroid-distance 10
+      latentdiag check latents.h5 --require 'partitions.shared.linear_probe_accuracy<=0.4'
+    """
+    from latentdiag.metrics.check import (
+        Requirement,
+        check_requirements,
+        required_keys,
+        validate_requirements,
+    )
+    from latentdiag.metrics.suite import compute_metrics_for_store
+    from latentdiag.store import LatentStore
+
+    reqs = list(requirements)
+    if min_silhouette is not None:
+        reqs.append(Requirement("separation.silhouette", ">=", min_silhouette))
+    if min_centroid_distance is not None:
+        reqs.append(Requirement("separation.centroid_distance.min", ">=", min_centroid_distance))
+    if not reqs:
+        raise click.UsageError(
+            "give at least one requirement: --require, --min-silhouette or --min-centroid-distance."
+        )
+    with LatentStore(latents) as store:
+        validate_requirements(reqs, store.partitions)
+        with progress_bar() as progress:
+            metrics = compute_metrics_for_store(
+                store,
+                include=required_keys(reqs),
+                sample=sample,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )
+    results = check_requirements(metrics, reqs)
+    passed = all(r.passed for r in results)
+    if as_json:
+        echo_json({"passed": passed, "results": [r.to_dict() for r in results]})
+    else:
+        _render(results, passed)
+    sys.exit(0 if passed else 1)
+
+
+def _render(results: list[Any], passed: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title="check", title_justify="left")
+    for col in ("requirement", "value", "result"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for r in results:
+        value = "—" if r.value is None else f"{r.value:.4g}"
+        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        if r.reason:
+            verdict += f" ({r.reason})"
+        table.add_row(f"{r.resolved_key} {r.op} {r.threshold:g}", value, verdict)
+    out = console()
+    out.print(table)
+    n_failed = sum(not r.passed for r in results)
+    out.print(
+        "[green]all requirements pass[/green]"
+        if passed
+        else f"[red]{n_failed} of {len(results)} requirements failed[/red]"
+    )

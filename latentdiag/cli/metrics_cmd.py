@@ -1,0 +1,252 @@
+"""``latentdiag metrics``: every metric a latents file allows, as tables or JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from latentdiag.cli._common import console, device_option, echo_json, json_option, seed_option
+
+
+def sample_option(f: Any) -> Any:
+    """``--sample N``: estimate the silhouette from N stratified rows, with a CI."""
+    return click.option(
+        "--sample",
+        type=click.IntRange(min=2),
+        default=None,
+        metavar="N",
+        help="Estimate the silhouette from N stratified rows (measured against all rows), with "
+        "a 95% bootstrap confidence interval; default: exact.",
+    )(f)
+
+
+@click.command("metrics")
+@click.argument("latents", type=click.Path(dir_okay=False))
+@json_option
+@sample_option
+@seed_option
+@device_option
+def metrics_command(latents: str, as_json: bool, sample: int | None, seed: int, device: str):
+    """Compute every metric a latents file allows: separation, information, disentanglement.
+
+    Separation needs /labels, posterior TC and KL need /logvar, disentanglement needs
+    /factors; what the file cannot support is listed as skipped, with the reason. Named
+    partitions get every metric again, plus a leakage summary (how much label information each
+    subspace holds). Definitions and ranges: docs/metrics.md.
+
+    \b
+    Examples:
+      latentdiag metrics latents.h5
+      latentdiag metrics latents.h5 --json > metrics.json
+      latentdiag metrics big.h5 --sample 20000 --device cuda
+    """
+    from latentdiag.metrics.suite import compute_metrics_for_store
+
+    with progress_bar() as progress:
+        result = compute_metrics_for_store(
+            latents, sample=sample, seed=seed, device=device, progress=progress
+        )
+    if as_json:
+        echo_json(result)
+    else:
+        render(result)
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Any]:
+    """A rich progress bar on stderr when it is a terminal; otherwise no callback."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("metrics", total=1.0)
+
+        def update(name: str, fraction: float) -> None:
+            bar.update(task, completed=fraction, description=name)
+
+        yield update
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+# key -> (label, range and direction)
+_SEPARATION = [
+    ("silhouette", "silhouette", "[-1, 1], higher better"),
+    ("centroid_distance.mean", "centroid distance, mean", "[0, ∞), higher better"),
+    ("centroid_distance.min", "centroid distance, min", "[0, ∞), higher better"),
+    ("centroid_distance.normalized_mean", "  ÷ within-label RMS radius", "[0, ∞), higher better"),
+    ("centroid_distance.normalized_min", "  min ÷ RMS radius", "[0, ∞), higher better"),
+    ("davies_bouldin", "Davies–Bouldin", "[0, ∞), lower better"),
+    ("calinski_harabasz", "Calinski–Harabasz", "[0, ∞), higher better"),
+    ("knn_accuracy", "k-NN accuracy (5-fold)", "[0, 1], higher better"),
+    ("linear_probe_accuracy", "linear probe accuracy (5-fold)", "[0, 1], higher better"),
+    ("chance_accuracy", "  chance (majority label)", ""),
+]
+_INFORMATION = [
+    ("gaussian_total_correlation", "Gaussian total correlation of mu", "nats, lower = factorised"),
+    ("posterior_total_correlation", "posterior total correlation", "nats, lower = factorised"),
+    ("active_units", "active units (Var mu > 0.01)", "count, of latent_dim"),
+    ("kl_total", "KL to the prior, summed", "nats"),
+    ("mi_sum", "Σ I(z_j; label)", "nats"),
+    ("label_entropy", "H(label)", "nats"),
+]
+_DISENTANGLEMENT = [
+    ("mig", "MIG", "[0, 1], higher better"),
+    ("dci.disentanglement", "DCI disentanglement", "[0, 1], higher better"),
+    ("dci.completeness", "DCI completeness", "[0, 1], higher better"),
+    ("dci.informativeness", "DCI informativeness (accuracy)", "[0, 1], higher better"),
+    ("sap", "SAP (continuous)", "[0, 1], higher better"),
+    ("sap_discrete", "SAP (discrete)", "[0, 1], higher better"),
+    ("modularity", "modularity", "[0, 1], higher better"),
+    ("factor_vae", "FactorVAE score", "[0, 1], higher better"),
+]
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:,.4f}" if abs(value) < 1e5 else f"{value:,.1f}"
+    return str(value)
+
+
+def _section_table(title: str, section: dict[str, Any], rows: list[tuple[str, str, str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("range", style="dim")
+    for key, label, rng in rows:
+        value = _get(section, key)
+        if value is None:
+            continue
+        text = _fmt(value)
+        if key == "silhouette" and "silhouette_ci" in section:
+            lo, hi = section["silhouette_ci"]
+            text += f"  [{_fmt(lo)}, {_fmt(hi)}]"
+        table.add_row(label, text, rng)
+    return table
+
+
+def render(result: dict[str, Any]) -> None:
+    """Print the metrics as rich tables, one per section."""
+    from rich.table import Table
+
+    out = console()
+    out.print(
+        f"[bold]{result.get('file', 'latents')}[/bold]: {result['n_samples']:,} samples × "
+        f"{result['latent_dim']} dims"
+    )
+    sep = result.get("separation")
+    if sep:
+        extra = ""
+        if "silhouette_sample_size" in sep:
+            extra = f" (silhouette from {sep['silhouette_sample_size']:,} sampled rows, 95% CI)"
+        out.print(_section_table("separation" + extra, sep, _SEPARATION))
+        labels = Table(title="per label", title_justify="left")
+        labels.add_column("label")
+        labels.add_column("silhouette", justify="right")
+        names = sep.get("centroid_distance", {}).get("labels") or list(sep["silhouette_per_label"])
+        matrix = sep.get("centroid_distance", {}).get("matrix")
+        for name in names:
+            labels.add_column(f"d({name})", justify="right") if matrix else None
+        for i, name in enumerate(names):
+            cells = [_fmt(sep.get("silhouette_per_label", {}).get(name))]
+            cells += [_fmt(v) for v in matrix[i]] if matrix else []
+            labels.add_row(name, *cells)
+        out.print(labels)
+    info = result.get("information")
+    if info:
+        out.print(_section_table("information", info, _INFORMATION))
+        dims = Table(title="per dimension", title_justify="left")
+        columns = [
+            ("mi_per_dim", "I(z;label) nats"),
+            ("mi_per_dim_normalized", "÷ H(label)"),
+            ("kl_per_dim", "KL nats"),
+            ("active_units_mask", "active"),
+        ]
+        present = [(k, t) for k, t in columns if k in info]
+        dims.add_column("dim", justify="right")
+        for _, title in present:
+            dims.add_column(title, justify="right")
+        for j in range(result["latent_dim"]):
+            dims.add_row(str(j), *[_fmt(info[k][j]) for k, _ in present])
+        if present:
+            out.print(dims)
+    dis = result.get("disentanglement")
+    if dis:
+        out.print(_section_table("disentanglement", dis, _DISENTANGLEMENT))
+    parts = result.get("partitions") or {}
+    if parts:
+        table = Table(title="partitions", title_justify="left")
+        table.add_column("metric")
+        for name, sub in parts.items():
+            table.add_column(f"{name} [{sub['dims'][0]}, {sub['dims'][1]})", justify="right")
+        for section, rows in (
+            ("separation", _SEPARATION),
+            ("information", _INFORMATION),
+            ("disentanglement", _DISENTANGLEMENT),
+        ):
+            for key, label, _ in rows:
+                values = [_get(sub.get(section, {}), key) for sub in parts.values()]
+                if any(v is not None for v in values):
+                    table.add_row(label.strip(), *[_fmt(v) for v in values])
+        out.print(table)
+    leakage = result.get("leakage") or {}
+    if leakage:
+        table = Table(title="leakage: label information per subspace", title_justify="left")
+        for col in ("partition", "probe acc", "chance", "above chance", "Σ MI nats", "Σ MI ÷ H"):
+            table.add_column(col, justify="right" if col != "partition" else "left")
+        for name, leak in leakage.items():
+            table.add_row(
+                name,
+                *[
+                    _fmt(leak.get(k))
+                    for k in (
+                        "linear_probe_accuracy",
+                        "chance_accuracy",
+                        "probe_above_chance",
+                        "mi_sum",
+                        "mi_sum_normalized",
+                    )
+                ],
+            )
+        out.print(table)
+    if result.get("skipped"):
+        table = Table(title="skipped", title_justify="left")
+        table.add_column("metric")
+        table.add_column("reason", overflow="fold")
+        for entry in result["skipped"]:
+            table.add_row(entry.get("metric") or entry.get("section", ""), entry["reason"])
+        out.print(table)

@@ -1,0 +1,501 @@
+"""Silhouette coefficient: exact, fused, O(n·k) memory; and a stratified sampled estimate.
+
+For sample i with label c, a(i) is its mean Euclidean distance to the other members of c and
+b(i) the smallest mean distance to the members of another label; s(i) = (b - a) / max(a, b),
+and s(i) = 0 when i is alone in its label (Rousseeuw 1987; scikit-learn's convention).
+
+The values equal ``sklearn.metrics.silhouette_samples`` / ``silhouette_score`` (to ~1e-12 on
+float64 input) without ever holding the n × n distance matrix: a numba kernel sums distances
+per sample and per label (see :mod:`latentdiag.metrics._silhouette_numba`), or a blocked torch
+computation on a GPU. Distances come from differences, so tight clusters far from the origin
+keep their precision.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from latentdiag.errors import MetricInputError
+from latentdiag.metrics._validation import (
+    EncodedLabels,
+    check_labels,
+    check_latents,
+    check_not_constant,
+    check_positive_int,
+    check_random_state,
+)
+
+__all__ = [
+    "SilhouetteResult",
+    "silhouette_per_label",
+    "silhouette_report",
+    "silhouette_samples",
+    "silhouette_score",
+    "stratified_sample",
+]
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class SilhouetteResult:
+    """Silhouette of a labelled latent set, exact or estimated from a stratified sample.
+
+    Attributes:
+        score: Mean silhouette over all samples (estimated when ``sample_size`` is set).
+        per_label: Mean silhouette of the samples of each label, by label name.
+        samples: Per-sample silhouettes (of the sampled rows when estimated).
+        sample_index: Row indices the per-sample values belong to (all rows when exact).
+        sample_size: Rows whose silhouette was computed; equals ``n_samples`` when exact.
+        n_samples: Rows in the data.
+        ci_low: Lower end of the bootstrap confidence interval (None when exact).
+        ci_high: Upper end of the bootstrap confidence interval (None when exact).
+        confidence: Level of that interval.
+    """
+
+    score: float
+    per_label: dict[str, float]
+    samples: np.ndarray
+    sample_index: np.ndarray
+    sample_size: int
+    n_samples: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return self.sample_size == self.n_samples and self.ci_low is None
+
+
+def _check(X: Any, labels: Any) -> tuple[np.ndarray, EncodedLabels]:
+    arr = check_latents(X, min_samples=3)
+    enc = check_labels(
+        labels,
+        arr.shape[0],
+        min_labels=2,
+        max_labels=arr.shape[0] - 1,
+        metric="the silhouette",
+    )
+    check_not_constant(arr)
+    return arr, enc
+
+
+def _resolve_device(device: str) -> str:
+    """``auto`` means CUDA when a GPU is usable, else the numba CPU kernel; ``mps`` -> CPU."""
+    device = str(device)
+    if device == "auto":
+        # Importing torch costs a second or two: only try when an NVIDIA driver is present.
+        if os.path.exists("/dev/nvidiactl"):
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    return "cuda"
+            except ImportError:  # pragma: no cover - torch is a dependency
+                pass
+        return "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise MetricInputError(
+                f"device {device!r} was asked for but torch sees no usable CUDA GPU; use "
+                "--device cpu or auto."
+            )
+        return device
+    if device in ("cpu", "mps"):
+        # MPS has no float64; the CPU kernel is exact and fast.
+        return "cpu"
+    if device == "torch-cpu":  # the torch path on the CPU, for testing it against the kernel
+        return device
+    raise MetricInputError(f"device must be auto, cpu, cuda or mps; got {device!r}.")
+
+
+def _pad8(X: np.ndarray) -> np.ndarray:
+    """float64 copy with features zero-padded to a multiple of 8 (zeros add 0 to distances)."""
+    n, d = X.shape
+    d8 = -(-d // 8) * 8
+    out = np.zeros((n, d8), dtype=np.float64)
+    out[:, :d] = X
+    return out
+
+
+def _bounds(codes_sorted: np.ndarray, k: int) -> np.ndarray:
+    counts = np.bincount(codes_sorted, minlength=k)
+    ends = np.cumsum(counts)
+    return np.stack([ends - counts, ends], axis=1).astype(np.int64)
+
+
+def _tiles(rows: np.ndarray, cols: np.ndarray, *, symmetric: bool) -> np.ndarray:
+    """Work tiles (i0, i1, j0, j1, label_i, label_j) over label blocks [start, stop)."""
+    from latentdiag.metrics._silhouette_numba import BLOCK_COLS, BLOCK_ROWS
+
+    out: list[tuple[int, int, int, int, int, int]] = []
+    k = rows.shape[0]
+    for a in range(k):
+        s0, e0 = int(rows[a, 0]), int(rows[a, 1])
+        for b in range(a if symmetric else 0, k):
+            s1, e1 = int(cols[b, 0]), int(cols[b, 1])
+            for j0 in range(s1, e1, BLOCK_COLS):
+                j1 = min(j0 + BLOCK_COLS, e1)
+                for i0 in range(s0, e0, BLOCK_ROWS):
+                    if symmetric and a == b and i0 >= j1 - 1:
+                        continue  # every pair of this tile has j <= i: counted elsewhere
+                    out.append((i0, min(i0 + BLOCK_ROWS, e0), j0, j1, a, b))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 6)
+
+
+def _label_sums_numba(
+    XA: np.ndarray,
+    XB: np.ndarray | None,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    k: int,
+    progress: Progress | None,
+) -> np.ndarray:
+    """(nA, k) sums of distances from each row of XA to the points of each label of XB.
+
+    ``XB=None`` means XB is XA (all pairs, each computed once).
+    """
+    from latentdiag.metrics._silhouette_numba import label_distance_sums, num_threads
+
+    symmetric = XB is None
+    A = _pad8(XA)
+    BT = np.ascontiguousarray(A.T if symmetric else _pad8(XB).T)  # type: ignore[arg-type]
+    tiles = _tiles(rows, cols, symmetric=symmetric)
+    n = A.shape[0]
+    # One accumulator per thread; cap their memory at ~1 GiB whatever the thread count.
+    owners = max(1, min(num_threads(), (1 << 27) // max(1, n * k)))
+    acc = np.zeros((owners, n, k), dtype=np.float64)
+    batches = 20 if progress is not None and tiles.shape[0] > 40 * owners else 1
+    edges = np.linspace(0, tiles.shape[0], batches + 1).astype(np.int64)
+    for b in range(batches):
+        label_distance_sums(A, BT, tiles[edges[b] : edges[b + 1]], acc, symmetric)
+        if progress is not None:
+            progress((b + 1) / batches)
+    return acc.sum(axis=0)
+
+
+def _label_sums_torch(
+    XA: np.ndarray,
+    XB: np.ndarray | None,
+    cols: np.ndarray,
+    k: int,
+    device: str,
+    progress: Progress | None,
+) -> np.ndarray:
+    """The same sums with torch, in row blocks, from exact differences (float64)."""
+    import torch
+
+    dev = torch.device("cpu" if device == "torch-cpu" else device)
+    A = torch.as_tensor(np.ascontiguousarray(XA, dtype=np.float64), device=dev)
+    B = A if XB is None else torch.as_tensor(np.ascontiguousarray(XB, dtype=np.float64), device=dev)
+    n, d = A.shape
+    out = torch.zeros((n, k), dtype=torch.float64, device=dev)
+    # (rows, cols, d) float64 intermediates of at most ~2^25 elements (256 MiB).
+    budget = 1 << 25 if dev.type == "cpu" else 1 << 28
+    block_cols = int(max(1, min(B.shape[0], budget // max(1, 64 * d))))
+    block_rows = int(max(1, min(n, budget // max(1, block_cols * d))))
+    steps = -(-n // block_rows)
+    with torch.no_grad():
+        for step, r0 in enumerate(range(0, n, block_rows)):
+            a = A[r0 : r0 + block_rows]  # (r, d)
+            for c in range(k):
+                s, e = int(cols[c, 0]), int(cols[c, 1])
+                total = torch.zeros(a.shape[0], dtype=torch.float64, device=dev)
+                for j0 in range(s, e, block_cols):
+                    b = B[j0 : min(j0 + block_cols, e)]  # (m, d)
+                    diff = a[:, None, :] - b[None, :, :]  # (r, m, d)
+                    total += diff.square_().sum(dim=2).sqrt_().sum(dim=1)
+                out[r0 : r0 + a.shape[0], c] = total
+            if progress is not None:
+                progress((step + 1) / steps)
+    return out.cpu().numpy()
+
+
+def _finish(sums: np.ndarray, codes: np.ndarray, counts_all: np.ndarray) -> np.ndarray:
+    """Silhouettes from (n, k) distance sums; singleton labels get 0 like scikit-learn."""
+    n = codes.shape[0]
+    rows = np.arange(n)
+    own = counts_all[codes]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = sums[rows, codes] / (own - 1)
+        means = sums / counts_all[None, :]
+    means[rows, codes] = np.inf
+    b = means.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (b - a) / np.maximum(a, b)
+    s = np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
+    s[own == 1] = 0.0
+    return s
+
+
+def _silhouette_of_rows(
+    X: np.ndarray,
+    enc: EncodedLabels,
+    rows: np.ndarray | None,
+    device: str,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Silhouettes of ``rows`` (all rows when None) measured against every row of X."""
+    k = enc.n_labels
+    order = np.argsort(enc.codes, kind="stable")
+    codes_sorted = enc.codes[order]
+    col_bounds = _bounds(codes_sorted, k)
+    Xs = X[order]
+    dev = _resolve_device(device)
+    if rows is None:
+        if dev == "cpu":
+            sums = _label_sums_numba(Xs, None, col_bounds, col_bounds, k, progress)
+        else:
+            sums = _label_sums_torch(Xs, None, col_bounds, k, dev, progress)
+        s_sorted = _finish(sums, codes_sorted, enc.counts)
+        out = np.empty_like(s_sorted)
+        out[order] = s_sorted
+        return out
+    perm = np.argsort(enc.codes[rows], kind="stable")
+    sub_order = rows[perm]
+    sub_codes = enc.codes[sub_order]
+    XA = X[sub_order]
+    if dev == "cpu":
+        sums = _label_sums_numba(XA, Xs, _bounds(sub_codes, k), col_bounds, k, progress)
+    else:
+        sums = _label_sums_torch(XA, Xs, col_bounds, k, dev, progress)
+    # A sampled row is among the columns too; its distance to itself is 0, so the sums and
+    # the full-data counts give exactly its silhouette in the full data.
+    result = np.empty(rows.shape[0])
+    result[perm] = _finish(sums, sub_codes, enc.counts)
+    return result
+
+
+def silhouette_samples(X: Any, labels: Any, *, device: str = "cpu") -> np.ndarray:
+    """Silhouette coefficient of every sample (Euclidean).
+
+    Equal to ``sklearn.metrics.silhouette_samples(X, labels)``; a sample alone in its label
+    scores 0.
+
+    Args:
+        X: Latents, shape (n_samples, n_features).
+        labels: One label per row; 2 to n_samples - 1 distinct values.
+        device: ``cpu`` (the numba kernel), ``cuda`` (torch), or ``auto``.
+
+    Returns:
+        (n_samples,) float64 silhouettes in [-1, 1]; 1 best, -1 worst.
+
+    Raises:
+        MetricInputError: Bad shape, non-finite values, constant latents, or labels of the
+            wrong length or with fewer than 2 / more than n_samples - 1 distinct values.
+
+    References:
+        P. J. Rousseeuw, "Silhouettes: a graphical aid to the interpretation and validation of
+        cluster analysis", J. Comput. Appl. Math. 20, 1987.
+    """
+    arr, enc = _check(X, labels)
+    return _silhouette_of_rows(arr, enc, None, device, None)
+
+
+def stratified_sample(
+    labels: Any, sample_size: int, *, random_state: int | np.random.Generator | None = 0
+) -> np.ndarray:
+    """Row indices of a stratified random sample: each label in proportion to its size.
+
+    Every label keeps at least one row (two when it has them), so that small labels are still
+    represented; allocation is by largest remainder.
+
+    Args:
+        labels: One label per row.
+        sample_size: Rows wanted (at most the number of rows).
+        random_state: Seed or Generator.
+
+    Returns:
+        Sorted row indices (sample_size of them, or all rows when sample_size >= n).
+
+    Raises:
+        MetricInputError: ``sample_size`` is not a positive integer.
+    """
+    codes = np.unique(np.asarray(labels), return_inverse=True)[1].reshape(-1)
+    n = codes.shape[0]
+    size = check_positive_int(sample_size, "sample_size")
+    if size >= n:
+        return np.arange(n)
+    rng = check_random_state(random_state)
+    counts = np.bincount(codes)
+    floor = np.minimum(counts, 2)
+    size = max(size, int(floor.sum()))
+    quota = counts * (size / n)
+    take = np.maximum(np.floor(quota).astype(np.int64), floor)
+    short = size - int(take.sum())
+    if short > 0:
+        room = counts - take
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        for c in order:
+            if short == 0:
+                break
+            if room[c] > 0:
+                take[c] += 1
+                short -= 1
+    picks = [
+        rng.choice(np.flatnonzero(codes == c), size=int(t), replace=False)
+        for c, t in enumerate(take)
+    ]
+    return np.sort(np.concatenate(picks))
+
+
+def silhouette_report(
+    X: Any,
+    labels: Any,
+    *,
+    label_names: Sequence[str] | None = None,
+    sample_size: int | None = None,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    random_state: int | np.random.Generator | None = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> SilhouetteResult:
+    """Mean, per-label and per-sample silhouette, exact or from a stratified sample.
+
+    With ``sample_size`` set (and smaller than n), a stratified random sample of rows is drawn
+    and the silhouette of each sampled row is computed exactly against *all* rows (cost
+    O(sample_size · n)); the overall score is the label-weighted mean of those values, an
+    unbiased estimate of the exact score, with a percentile bootstrap confidence interval
+    (resampling rows within each label). This differs from scikit-learn's ``sample_size``,
+    which computes the silhouette of the subsample within itself.
+
+    Args:
+        X: Latents, shape (n_samples, n_features).
+        labels: One label per row.
+        label_names: Names for integer labels 0..k-1 in ``per_label`` (else ``str(label)``).
+        sample_size: Rows to sample; ``None`` (or >= n) computes the exact silhouette.
+        n_bootstrap: Bootstrap resamples for the confidence interval.
+        confidence: Level of the interval, in (0, 1).
+        random_state: Seed or Generator for the sample and the bootstrap.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        progress: Called with the fraction done, for progress bars.
+
+    Returns:
+        A :class:`SilhouetteResult`; the score lies in [-1, 1], 1 best.
+
+    Raises:
+        MetricInputError: As :func:`silhouette_samples`, or a bad ``sample_size``/
+            ``confidence``.
+
+    References:
+        P. J. Rousseeuw, 1987 (see :func:`silhouette_samples`); B. Efron and R. Tibshirani,
+        "An Introduction to the Bootstrap", 1993.
+    """
+    arr, enc = _check(X, labels)
+    n = arr.shape[0]
+    names = enc.names(label_names)
+    if not 0.0 < confidence < 1.0:
+        raise MetricInputError(f"confidence must lie in (0, 1); got {confidence}.")
+    rng = check_random_state(random_state)
+    if sample_size is None or check_positive_int(sample_size, "sample_size") >= n:
+        s = _silhouette_of_rows(arr, enc, None, device, progress)
+        per_label = {name: float(s[enc.codes == c].mean()) for c, name in enumerate(names)}
+        return SilhouetteResult(
+            score=float(s.mean()),
+            per_label=per_label,
+            samples=s,
+            sample_index=np.arange(n),
+            sample_size=n,
+            n_samples=n,
+        )
+    rows = stratified_sample(enc.codes, sample_size, random_state=rng)
+    s = _silhouette_of_rows(arr, enc, rows, device, progress)
+    sub_codes = enc.codes[rows]
+    weights = enc.counts / n
+    groups = [s[sub_codes == c] for c in range(enc.n_labels)]
+    score = float(sum(w * g.mean() for w, g in zip(weights, groups, strict=True)))
+    boots = np.empty(check_positive_int(n_bootstrap, "n_bootstrap"))
+    for b in range(boots.shape[0]):
+        boots[b] = sum(
+            w * g[rng.integers(0, g.shape[0], g.shape[0])].mean()
+            for w, g in zip(weights, groups, strict=True)
+        )
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boots, [tail, 1.0 - tail])
+    return SilhouetteResult(
+        score=score,
+        per_label={name: float(g.mean()) for name, g in zip(names, groups, strict=True)},
+        samples=s,
+        sample_index=rows,
+        sample_size=int(rows.shape[0]),
+        n_samples=n,
+        ci_low=float(low),
+        ci_high=float(high),
+        confidence=confidence,
+    )
+
+
+def silhouette_score(
+    X: Any,
+    labels: Any,
+    *,
+    sample_size: int | None = None,
+    random_state: int | np.random.Generator | None = 0,
+    device: str = "cpu",
+) -> float:
+    """Mean silhouette coefficient over all samples (Euclidean).
+
+    Without ``sample_size`` this equals ``sklearn.metrics.silhouette_score(X, labels)``. With
+    it, the value is the stratified estimate of :func:`silhouette_report` (sampled rows measured
+    against all rows), not scikit-learn's within-subsample silhouette.
+
+    Args:
+        X: Latents, shape (n_samples, n_features).
+        labels: One label per row; 2 to n_samples - 1 distinct values.
+        sample_size: Estimate from this many stratified rows; ``None`` for the exact value.
+        random_state: Seed or Generator for the sample.
+        device: ``cpu``, ``cuda`` or ``auto``.
+
+    Returns:
+        The mean silhouette in [-1, 1]; 1 best (tight, well separated labels), 0 overlapping,
+        -1 worst.
+
+    Raises:
+        MetricInputError: As :func:`silhouette_samples`.
+
+    References:
+        P. J. Rousseeuw, 1987 (see :func:`silhouette_samples`).
+    """
+    result = silhouette_report(
+        X,
+        labels,
+        sample_size=sample_size,
+        n_bootstrap=1,
+        random_state=random_state,
+        device=device,
+    )
+    return result.score
+
+
+def silhouette_per_label(
+    X: Any,
+    labels: Any,
+    *,
+    label_names: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Mean silhouette of the samples of each label.
+
+    Args:
+        X: Latents, shape (n_samples, n_features).
+        labels: One label per row.
+        label_names: Names for integer labels 0..k-1 (else ``str(label)``).
+        device: ``cpu``, ``cuda`` or ``auto``.
+
+    Returns:
+        ``{label name: mean silhouette}``, each in [-1, 1], 1 best.
+
+    Raises:
+        MetricInputError: As :func:`silhouette_samples`.
+    """
+    return silhouette_report(X, labels, label_names=label_names, device=device).per_label

@@ -1,0 +1,582 @@
+"""Every metric a latents file allows, as one nested dict with the keys of DESIGN.md.
+
+:func:`compute_metrics` works on arrays, :func:`compute_metrics_for_store` on a latents file.
+Metrics the data cannot support (no labels, no logvar, no factors, a single label...) are
+left out of the sections and listed under ``skipped`` with the reason; one failing metric never
+stops the others. The result is plain Python (floats, lists, dicts), ready for JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from latentdiag.errors import MetricInputError
+from latentdiag.metrics._validation import check_factors, check_latents, check_logvar
+
+__all__ = [
+    "PROBE_MAX_SAMPLES",
+    "ProgressCallback",
+    "compute_metrics",
+    "compute_metrics_for_store",
+    "metric_keys",
+]
+
+ProgressCallback = Callable[[str, float], None]
+
+# k-NN and linear probes run on a stratified subset of at most this many rows: their
+# cross-validated accuracy is then known to about ±0.5% and costs seconds, not minutes.
+PROBE_MAX_SAMPLES = 20000
+# Rows for training / testing the DCI and discrete-SAP models.
+DISENTANGLEMENT_MAX_TRAIN = 5000
+DISENTANGLEMENT_MAX_TEST = 2500
+# Budget of the full-data posterior TC: n_z · n · d evaluations of a log-density.
+POSTERIOR_TC_BUDGET = 3.2e8
+
+SECTIONS = ("separation", "information", "disentanglement")
+
+# (section, key, relative cost): the plan the progress callback reports against.
+_STEPS: tuple[tuple[str, str, float], ...] = (
+    ("separation", "silhouette", 6.0),
+    ("separation", "centroid_distance", 0.2),
+    ("separation", "davies_bouldin", 0.2),
+    ("separation", "calinski_harabasz", 0.2),
+    ("separation", "knn_accuracy", 1.0),
+    ("separation", "linear_probe_accuracy", 1.5),
+    ("information", "mi_per_dim", 0.5),
+    ("information", "gaussian_total_correlation", 0.1),
+    ("information", "posterior_total_correlation", 2.0),
+    ("information", "kl_per_dim", 0.1),
+    ("information", "active_units", 0.1),
+    ("disentanglement", "mig", 0.5),
+    ("disentanglement", "dci", 2.0),
+    ("disentanglement", "sap", 1.0),
+    ("disentanglement", "modularity", 0.3),
+    ("disentanglement", "factor_vae", 0.5),
+)
+
+
+# Keys a step writes beside its own (the step "silhouette" also fills silhouette_per_label...).
+_EXTRA_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "silhouette": (
+        "silhouette_per_label",
+        "silhouette_ci",
+        "silhouette_ci_level",
+        "silhouette_sample_size",
+    ),
+    "linear_probe_accuracy": ("chance_accuracy",),
+    "mi_per_dim": ("mi_per_dim_normalized", "mi_sum", "label_entropy"),
+    "gaussian_total_correlation": ("gaussian_total_correlation_dropped_dims",),
+    "posterior_total_correlation": ("posterior_total_correlation_estimators",),
+    "kl_per_dim": ("kl_total",),
+    "active_units": ("active_units_mask", "active_units_threshold"),
+    "sap": ("sap_discrete",),
+}
+# leakage.<name>.<key> comes from these metrics of partitions.<name>.
+_LEAKAGE_SOURCES = ("separation.linear_probe_accuracy", "information.mi_per_dim")
+
+
+def metric_keys(*, extras: bool = False) -> list[str]:
+    """The dotted keys of the metrics (``separation.silhouette``, ...).
+
+    Args:
+        extras: Also list the keys written beside the headline ones (``mi_sum``, ...).
+    """
+    out = []
+    for section, key, _ in _STEPS:
+        out.append(f"{section}.{key}")
+        if extras:
+            out += [f"{section}.{k}" for k in _EXTRA_OUTPUTS.get(key, ())]
+    return out
+
+
+def _matches(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + ".")
+
+
+@dataclass
+class _Run:
+    """Shared state of one computation: where results and skip reasons go, and progress."""
+
+    include: tuple[str, ...] | None
+    progress: ProgressCallback | None
+    total: float = 1.0
+    done: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def wanted(self, prefix: str, section: str, key: str) -> bool:
+        """Whether the step ``prefix + section.key`` (or a key it writes) was asked for."""
+        if self.include is None:
+            return True
+        names = (key, *_EXTRA_OUTPUTS.get(key, ()))
+        full = [f"{prefix}{section}.{name}" for name in names]
+        for p in self.include:
+            if p.startswith("leakage."):
+                # leakage.<name>... needs the probe and the MI of partitions.<name>.
+                part = p.split(".")[1] if p.count(".") >= 1 else ""
+                sources = [f"partitions.{part}.{src}" for src in _LEAKAGE_SOURCES]
+                if any(_matches(f, src) for f in full for src in sources):
+                    return True
+            elif any(_matches(f, p) for f in full):
+                return True
+        return False
+
+    def report(self, name: str, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress(name, min(1.0, fraction))
+
+    def step(
+        self,
+        out: dict[str, Any],
+        key: str,
+        full_key: str,
+        cost: float,
+        fn: Callable[[Callable[[float], None]], Any],
+    ) -> None:
+        """Compute one metric into ``out[key]``; a MetricInputError becomes a skip entry."""
+        start = self.done
+        self.report(full_key, start / self.total)
+
+        def inner(fraction: float) -> None:
+            self.report(full_key, (start + cost * fraction) / self.total)
+
+        from threadpoolctl import threadpool_limits
+
+        try:
+            # BLAS on one thread: every matrix here is small (n × d), and on a shared machine
+            # OpenBLAS's spinning threads can make a 10 ms product take seconds. The numba
+            # kernels keep all their threads.
+            with threadpool_limits(limits=1, user_api="blas"):
+                value = fn(inner)
+        except MetricInputError as exc:
+            self.skipped.append({"metric": full_key, "reason": " ".join(str(exc).split())})
+        else:
+            if isinstance(value, dict) and key in value and len(value) > 1:
+                out.update(value)  # a step that fills several keys (value + extras)
+            else:
+                out[key] = value
+        self.done = start + cost
+        self.report(full_key, self.done / self.total)
+
+
+def _float_list(a: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def _space(
+    run: _Run,
+    prefix: str,
+    mu: np.ndarray,
+    labels: np.ndarray | None,
+    label_names: Sequence[str] | None,
+    logvar: np.ndarray | None,
+    factors: np.ndarray | None,
+    factor_names: Sequence[str] | None,
+    sample: int | None,
+    seed: int,
+    device: str,
+) -> dict[str, Any]:
+    """The three sections for one latent (sub)space."""
+    from latentdiag.metrics import centroids, clustering, information, probes, silhouette
+
+    result: dict[str, Any] = {}
+    has = {"separation": labels is not None, "disentanglement": factors is not None}
+    why = {
+        "separation": "no labels: the latents come without /labels",
+        "disentanglement": "no factors: the latents come without /factors",
+    }
+    for section in SECTIONS:
+        sec: dict[str, Any] = {}
+        steps = [(k, c) for s, k, c in _STEPS if s == section and run.wanted(prefix, s, k)]
+        if not steps:
+            continue
+        if not has.get(section, True):
+            run.skipped.append({"section": f"{prefix}{section}", "reason": why[section]})
+            run.done += sum(c for _, c in steps)
+            continue
+        for key, cost in steps:
+            full = f"{prefix}{section}.{key}"
+            fn = _metric_fn(
+                section,
+                key,
+                mu,
+                labels,
+                label_names,
+                logvar,
+                factors,
+                factor_names,
+                sample,
+                seed,
+                device,
+                modules=(centroids, clustering, information, probes, silhouette),
+            )
+            if isinstance(fn, str):
+                run.skipped.append({"metric": full, "reason": fn})
+                run.done += cost
+                continue
+            run.step(sec, key, full, cost, fn)
+        if sec:
+            result[section] = sec
+    return result
+
+
+def _metric_fn(
+    section: str,
+    key: str,
+    mu: np.ndarray,
+    labels: np.ndarray | None,
+    label_names: Sequence[str] | None,
+    logvar: np.ndarray | None,
+    factors: np.ndarray | None,
+    factor_names: Sequence[str] | None,
+    sample: int | None,
+    seed: int,
+    device: str,
+    modules: tuple[Any, ...],
+) -> Callable[[Callable[[float], None]], Any] | str:
+    """The computation of one metric, or the reason it cannot run on this data."""
+    centroids, clustering, information, probes, silhouette = modules
+    if section == "separation":
+        assert labels is not None
+        y = labels
+        if key == "silhouette":
+
+            def sil(progress: Callable[[float], None]) -> dict[str, Any]:
+                r = silhouette.silhouette_report(
+                    mu,
+                    y,
+                    label_names=label_names,
+                    sample_size=sample,
+                    random_state=seed,
+                    device=device,
+                    progress=progress,
+                )
+                out: dict[str, Any] = {"silhouette": r.score, "silhouette_per_label": r.per_label}
+                if not r.exact:
+                    out["silhouette_ci"] = [r.ci_low, r.ci_high]
+                    out["silhouette_ci_level"] = r.confidence
+                    out["silhouette_sample_size"] = r.sample_size
+                return out
+
+            return sil
+        if key == "centroid_distance":
+            return lambda _p: centroids.centroid_distances(mu, y, label_names=label_names).to_dict()
+        if key == "davies_bouldin":
+            return lambda _p: clustering.davies_bouldin_score(mu, y)
+        if key == "calinski_harabasz":
+            return lambda _p: clustering.calinski_harabasz_score(mu, y)
+        if key == "knn_accuracy":
+            return lambda _p: probes.knn_accuracy(
+                mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
+            )
+        if key == "linear_probe_accuracy":
+
+            def probe(_p: Callable[[float], None]) -> dict[str, Any]:
+                acc = probes.linear_probe_accuracy(
+                    mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
+                )
+                return {"linear_probe_accuracy": acc, "chance_accuracy": probes.chance_accuracy(y)}
+
+            return probe
+    if section == "information":
+        if key == "mi_per_dim":
+            if labels is None:
+                return "no labels: the latents come without /labels"
+            y = labels
+
+            def mi(_p: Callable[[float], None]) -> dict[str, Any]:
+                values = information.mutual_info_per_dim(mu, y, random_state=seed)
+                h = information.label_entropy(y)
+                return {
+                    "mi_per_dim": _float_list(values),
+                    "mi_per_dim_normalized": _float_list(values / h),
+                    "mi_sum": float(values.sum()),
+                    "label_entropy": h,
+                }
+
+            return mi
+        if key == "gaussian_total_correlation":
+
+            def gtc(_p: Callable[[float], None]) -> dict[str, Any]:
+                return {
+                    "gaussian_total_correlation": information.gaussian_total_correlation(mu),
+                    "gaussian_total_correlation_dropped_dims": information.zero_variance_dims(mu),
+                }
+
+            return gtc
+        if key in ("posterior_total_correlation", "kl_per_dim") and logvar is None:
+            return "no logvar: the latents come without /logvar (a deterministic encoder?)"
+        if key == "posterior_total_correlation":
+            assert logvar is not None
+            lv = logvar
+            n, d = mu.shape
+            n_z = int(max(100, min(1000, POSTERIOR_TC_BUDGET // max(1, n * d))))
+
+            def ptc(_p: Callable[[float], None]) -> dict[str, Any]:
+                from latentdiag.metrics.posterior_tc import posterior_total_correlation
+
+                r = posterior_total_correlation(mu, lv, n_z=n_z, random_state=seed)
+                return {
+                    "posterior_total_correlation": r.value,
+                    "posterior_total_correlation_estimators": r.to_dict(),
+                }
+
+            return ptc
+        if key == "kl_per_dim":
+            assert logvar is not None
+            lv = logvar
+
+            def kl(_p: Callable[[float], None]) -> dict[str, Any]:
+                values = information.kl_per_dim(mu, lv)
+                return {"kl_per_dim": _float_list(values), "kl_total": float(values.sum())}
+
+            return kl
+        if key == "active_units":
+
+            def au(_p: Callable[[float], None]) -> dict[str, Any]:
+                mask = information.active_unit_mask(mu)
+                return {
+                    "active_units": int(mask.sum()),
+                    "active_units_mask": [bool(v) for v in mask],
+                    "active_units_threshold": 0.01,
+                }
+
+            return au
+    if section == "disentanglement":
+        assert factors is not None
+        f = factors
+        if key == "mig":
+            from latentdiag.metrics.disentanglement.mig import mig
+
+            return lambda _p: mig(mu, f)
+        if key == "dci":
+            from latentdiag.metrics.disentanglement.dci import dci
+
+            def dci_step(_p: Callable[[float], None]) -> dict[str, Any]:
+                r = dci(
+                    mu,
+                    f,
+                    max_train=DISENTANGLEMENT_MAX_TRAIN,
+                    max_test=DISENTANGLEMENT_MAX_TEST,
+                    random_state=seed,
+                )
+                out = r.to_dict()
+                out["factor_names"] = list(factor_names or [f"f{i}" for i in range(f.shape[1])])
+                return out
+
+            return dci_step
+        if key == "sap":
+            from latentdiag.metrics.disentanglement.sap import sap_score
+
+            def sap(_p: Callable[[float], None]) -> dict[str, Any]:
+                return {
+                    "sap": sap_score(mu, f, continuous_factors=True),
+                    "sap_discrete": sap_score(
+                        mu,
+                        f,
+                        continuous_factors=False,
+                        max_samples=DISENTANGLEMENT_MAX_TRAIN,
+                        random_state=seed,
+                    ),
+                }
+
+            return sap
+        if key == "modularity":
+            from latentdiag.metrics.disentanglement.modularity import modularity
+
+            return lambda _p: modularity(mu, f)
+        if key == "factor_vae":
+            from latentdiag.metrics.disentanglement.factorvae import factor_vae_score
+
+            return lambda _p: factor_vae_score(mu, f, random_state=seed)
+    raise AssertionError(f"no metric {section}.{key}")  # pragma: no cover - _STEPS is closed
+
+
+def _check_partitions(
+    partitions: Mapping[str, Sequence[int]] | None, latent_dim: int
+) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for name, bounds in (partitions or {}).items():
+        try:
+            start, stop = (int(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise MetricInputError(
+                f"partition {name!r} must be a pair [start, stop); got {bounds!r}."
+            ) from None
+        if stop <= start:
+            raise MetricInputError(
+                f"partition {name!r} = [{start}, {stop}) is empty; expected start < stop."
+            )
+        if not 0 <= start < stop <= latent_dim:
+            raise MetricInputError(
+                f"partition {name!r} = [{start}, {stop}) lies outside the {latent_dim} latent "
+                f"dimensions; expected 0 <= start < stop <= {latent_dim}."
+            )
+        out[str(name)] = (start, stop)
+    return out
+
+
+def _leakage(sub: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any] | None:
+    """How much label information one subspace holds: probe vs chance, summed MI."""
+    if labels is None:
+        return None
+    sep = sub.get("separation", {})
+    info = sub.get("information", {})
+    out: dict[str, Any] = {}
+    if "linear_probe_accuracy" in sep:
+        acc, chance = sep["linear_probe_accuracy"], sep["chance_accuracy"]
+        out["linear_probe_accuracy"] = acc
+        out["chance_accuracy"] = chance
+        # 0 = chance, 1 = perfect: the share of the label a linear read-out recovers.
+        out["probe_above_chance"] = (acc - chance) / (1.0 - chance) if chance < 1 else 0.0
+    if "mi_sum" in info:
+        out["mi_sum"] = info["mi_sum"]
+        out["mi_sum_normalized"] = info["mi_sum"] / info["label_entropy"]
+    return out or None
+
+
+def compute_metrics(
+    mu: Any,
+    *,
+    labels: Any = None,
+    label_names: Sequence[str] | None = None,
+    logvar: Any = None,
+    factors: Any = None,
+    factor_names: Sequence[str] | None = None,
+    partitions: Mapping[str, Sequence[int]] | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+    include: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Compute every metric the inputs allow, for the whole space and each named subspace.
+
+    Args:
+        mu: Latent means, shape (n_samples, latent_dim).
+        labels: Group labels, one per row (enables separation, MI and leakage).
+        label_names: Names of integer labels 0..k-1.
+        logvar: Posterior log-variances, like ``mu`` (enables posterior TC and KL).
+        factors: Ground-truth factors (n_samples, n_factors) (enables disentanglement).
+        factor_names: Names of the factors.
+        partitions: Named latent subspaces, name -> (start, stop).
+        sample: Estimate the silhouette from this many stratified rows, with a bootstrap
+            confidence interval; ``None`` computes it exactly.
+        seed: Seed of every random choice (folds, samples, noise).
+        device: Where the silhouette runs: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        progress: Called with (metric key, overall fraction done) as work proceeds.
+        include: Compute only these dotted keys or prefixes (e.g. ``separation.silhouette``,
+            ``information``); ``None`` computes everything.
+
+    Returns:
+        A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
+        ``disentanglement`` sections, ``partitions.<name>.<section>...``, ``leakage.<name>``,
+        ``skipped`` (list of {"metric" or "section", "reason"}) and ``settings``.
+
+    Raises:
+        MetricInputError: ``mu`` is not a finite 2-D array, or labels / logvar / factors /
+            partitions do not match it.
+    """
+    arr = check_latents(mu, name="mu")
+    n, d = arr.shape
+    y: np.ndarray | None = None
+    if labels is not None:
+        y = np.asarray(labels)
+        if y.ndim != 1 or y.shape[0] != n:
+            raise MetricInputError(
+                f"labels must be 1-D with one label per row ({n:,}); found shape {y.shape}."
+            )
+    lv = None if logvar is None else check_logvar(logvar, arr)
+    fac = None if factors is None else check_factors(factors, n)
+    parts = _check_partitions(partitions, d)
+    wanted = tuple(include) if include is not None else None
+    run = _Run(include=wanted, progress=progress)
+    spaces = 1 + len(parts)
+    run.total = spaces * sum(c for _, _, c in _STEPS)
+
+    def space(prefix: str, dims: slice) -> dict[str, Any]:
+        return _space(
+            run,
+            prefix,
+            arr[:, dims],
+            y,
+            label_names,
+            None if lv is None else lv[:, dims],
+            fac,
+            factor_names,
+            sample,
+            seed,
+            device,
+        )
+
+    result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
+    result.update(space("", slice(None)))
+    if parts:
+        result["partitions"] = {}
+        result["leakage"] = {}
+        for name, (start, stop) in parts.items():
+            sub = space(f"partitions.{name}.", slice(start, stop))
+            sub["dims"] = [start, stop]
+            result["partitions"][name] = sub
+            leak = _leakage(sub, y)
+            if leak is not None:
+                result["leakage"][name] = leak
+        if not result["leakage"]:
+            del result["leakage"]
+        if not any(k in sub for sub in result["partitions"].values() for k in SECTIONS):
+            del result["partitions"]  # nothing asked for (include) in any subspace
+    run.report("done", 1.0)
+    result["skipped"] = run.skipped
+    result["settings"] = {
+        "sample": sample,
+        "seed": seed,
+        "device": device,
+        "probe_max_samples": PROBE_MAX_SAMPLES,
+        "mi_n_neighbors": 3,
+        "histogram_bins": 20,
+    }
+    if label_names is not None:
+        result["label_names"] = list(label_names)
+    if factor_names is not None:
+        result["factor_names"] = list(factor_names)
+    return result
+
+
+def compute_metrics_for_store(
+    store: Any,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`compute_metrics` on a latents file (a path or an open ``LatentStore``).
+
+    Args:
+        store: Path of a latents file, or an open :class:`~latentdiag.store.LatentStore`.
+        **kwargs: ``sample``, ``seed``, ``device``, ``progress``, ``include`` as in
+            :func:`compute_metrics`.
+
+    Returns:
+        The metrics dict, with ``file`` set to the path.
+
+    Raises:
+        StoreError: The file cannot be read as a latents file.
+        MetricInputError: Its arrays cannot be measured (non-finite values, ...).
+    """
+    from latentdiag.store import LatentStore
+
+    if isinstance(store, (str, os.PathLike)):
+        with LatentStore(store) as opened:
+            return compute_metrics_for_store(opened, **kwargs)
+    result = compute_metrics(
+        store.mu,
+        labels=store.labels,
+        label_names=store.label_names,
+        logvar=store.logvar,
+        factors=store.factors,
+        factor_names=store.factor_names if store.has_factors else None,
+        partitions=store.partitions,
+        **kwargs,
+    )
+    return {"file": str(store.path), **result}
