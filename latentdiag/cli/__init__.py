@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "data": "latentdiag.cli.data_cmd:data_group",
     "embed": "latentdiag.cli.embed_cmd:embed_command",
     "merge": "latentdiag.cli.merge_cmd:merge_command",
+    "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
+    "check": "latentdiag.cli.check_cmd:check_command",
 }
 
 
