@@ -1,0 +1,145 @@
+"""``latentdiag report``: latents files in, a self-contained HTML report out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from latentdiag.cli._common import (
+    console,
+    device_option,
+    echo_json,
+    json_option,
+    out_option,
+    seed_option,
+)
+
+
+@click.command("report")
+@click.argument("latents", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@out_option(help="Report folder; report.html, metrics.json and figures/ are written there.")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="Name of a file in the report; repeat once per file, in order (default: file stems).",
+)
+@click.option(
+    "--projection",
+    "projections",
+    multiple=True,
+    type=click.Choice(["pca", "umap", "tsne", "none"]),
+    help="Projection to draw; repeat for several (default: pca, umap and tsne).",
+)
+@click.option(
+    "--plot-sample",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Rows of the stratified sample that projections and silhouette bars are drawn on.",
+)
+@click.option("--sample", type=int, default=None, help="Rows the metrics are computed on.")
+@click.option(
+    "--require",
+    multiple=True,
+    metavar="EXPR",
+    help="A requirement such as 'separation.silhouette>=0.5', shown as pass or fail; repeatable.",
+)
+@click.option(
+    "--export-projector",
+    is_flag=True,
+    help="Also write TensorBoard Projector TSV files (vectors + metadata) into DIR/projector.",
+)
+@seed_option
+@device_option
+@json_option
+def report_command(
+    latents,
+    out,
+    names,
+    projections,
+    plot_sample,
+    sample,
+    require,
+    export_projector,
+    seed,
+    device,
+    as_json,
+) -> None:
+    """Write a report on one or more latents files: DIR/report.html, figures, metrics.json.
+
+    The page is self-contained (open it from disk, offline) and starts with a summary of the
+    headline metrics. With two or more files it compares them side by side, each against the
+    first. Files written by a reference-model run also get reconstructions, samples per label
+    and latent traversals.
+
+    \b
+    Examples:
+      latentdiag report latents.h5 -o report/
+      latentdiag report base.h5 dis.h5 --name baseline --name disentangled -o compare/
+      latentdiag report latents.h5 -o r/ --projection pca --require 'separation.silhouette>=0.5'
+    """
+    from latentdiag.report import build_report
+
+    methods = () if "none" in projections else (projections or ("pca", "umap", "tsne"))
+    err = console(stderr=True)
+    result = build_report(
+        list(latents),
+        out,
+        names=list(names) or None,
+        projection=methods,
+        sample=plot_sample,
+        metrics_sample=sample,
+        require=list(require),
+        seed=seed,
+        device=device,
+        export_projector=export_projector,
+        extras=_reference_images(seed),
+        progress=None if as_json else lambda msg: err.print(f"[dim]{msg}[/dim]"),
+    )
+    if as_json:
+        echo_json(_as_dict(result))
+        return
+    click.echo(f"Wrote {result.html} ({len(result.figures)} figures) in {result.elapsed_s:.1f} s")
+    for name, outcomes in result.outcomes.items():
+        for o in outcomes:
+            word = "pass" if o.passed else ("FAIL" if o.passed is False else "MISSING")
+            click.echo(f"  {word}  {name}: {o.text}  ({o.detail})")
+
+
+def _as_dict(result) -> dict:
+    return {
+        "html": str(result.html),
+        "metrics_json": str(result.metrics_json),
+        "figures": [str(p) for p in result.figures],
+        "projector": [str(p) for p in result.projector],
+        "names": result.names,
+        "passed": result.passed,
+        "requirements": {n: [o.__dict__ for o in outs] for n, outs in result.outcomes.items()},
+        "skipped": result.skipped,
+        "sample_sizes": result.sample_sizes,
+        "elapsed_s": round(result.elapsed_s, 3),
+    }
+
+
+def _reference_images(seed: int):
+    """Reference-model images for files whose provenance points to a training run."""
+
+    def extras(store):
+        from latentdiag.errors import ReportError
+
+        prov = store.provenance
+        if prov.get("kind") != "reference-run":
+            return None
+        run_dir = prov.get("run_dir")
+        if not run_dir or not Path(str(run_dir)).is_dir():
+            raise ReportError(
+                f"this file was written by the reference-model run {run_dir}, which no longer "
+                "exists, so its images cannot be drawn; keep the run folder to see them."
+            )
+        from reference_models.gallery import run_gallery
+
+        return run_gallery(str(run_dir), seed=seed, device="cpu")
+
+    return extras

@@ -1,0 +1,437 @@
+"""``build_report``: one or more latents files in, a folder with a readable report out.
+
+The output folder holds::
+
+    report.html        self-contained page (figures embedded, no scripts, nothing loaded)
+    metrics.json       the metrics JSON (one file), or {"files": [...]} (several)
+    figures/<name>/    every figure as a PNG
+    projector/         TensorBoard Projector TSV pairs (with export_projector=True)
+
+Everything is computed in memory first; only then is the folder written, with the old
+``report.html`` removed first and the new one moved into place last. A run that fails or is
+killed therefore never leaves a half-written report that looks complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latentdiag import __version__
+from latentdiag.errors import ReportError
+from latentdiag.report.html import Outcome, PageInfo, render_page
+from latentdiag.report.palette import LabelStyle
+from latentdiag.report.projections import METHODS, stratified_sample
+from latentdiag.report.sections import Extras, FileReport, analyse_file
+from latentdiag.store import LatentStore
+
+__all__ = ["DEFAULT_SAMPLE", "ReportResult", "build_report", "default_names"]
+
+# Rows drawn for projections and silhouette bars: t-SNE and UMAP on 2,000 points take a few
+# seconds each, and a scatter of more points is no easier to read.
+DEFAULT_SAMPLE = 2000
+_PROJECTOR_ROWS = 10_000
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        out_dir: The report folder.
+        html: ``out_dir/report.html``.
+        metrics_json: ``out_dir/metrics.json``.
+        figures: Every PNG written.
+        projector: The Projector TSV files written (empty unless asked for).
+        names: The name of each file in the report, in order.
+        outcomes: File name -> the outcome of each ``require`` entry.
+        skipped: ``"name: section — title: reason"`` for every figure that was skipped.
+        sample_sizes: File name -> rows in the sample that projections were drawn on.
+        elapsed_s: Wall time of the whole build, in seconds.
+    """
+
+    out_dir: Path
+    html: Path
+    metrics_json: Path
+    figures: list[Path] = field(default_factory=list)
+    projector: list[Path] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    outcomes: dict[str, list[Outcome]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    sample_sizes: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether every requirement held for every file; ``None`` when none were given."""
+        all_outcomes = [o for outs in self.outcomes.values() for o in outs]
+        if not all_outcomes:
+            return None
+        return all(o.passed is True for o in all_outcomes)
+
+
+def default_names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Names for files the user did not name: the file stem, or ``folder/stem`` when two
+    stems clash (e.g. ``runs/baseline/latents.h5`` and ``runs/disentangled/latents.h5``)."""
+    ps = [Path(p) for p in paths]
+    names = [p.stem for p in ps]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem for p in ps]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _check_options(
+    paths: Sequence[str | os.PathLike[str]],
+    names: Sequence[str] | None,
+    projection: Sequence[str],
+    sample: int,
+) -> tuple[list[str], tuple[str, ...]]:
+    if not paths:
+        raise ReportError("no latents file given; pass at least one latents file (.h5).")
+    if names is None or len(names) == 0:
+        chosen = default_names(paths)
+    else:
+        chosen = [" ".join(str(n).split()) for n in names]
+        if len(chosen) != len(paths):
+            raise ReportError(
+                f"got {len(chosen)} names for {len(paths)} latents files; give one --name per "
+                "file, in the same order, or none."
+            )
+        if any(not n for n in chosen):
+            raise ReportError("a file name (--name) is empty; give each file a non-empty name.")
+        if len(set(chosen)) != len(chosen):
+            raise ReportError(f"file names (--name) must differ from each other; got {chosen}.")
+    methods = tuple(dict.fromkeys(str(m).lower() for m in projection))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ReportError(
+            f"unknown projection {bad[0]!r}; expected one or more of {', '.join(METHODS)}."
+        )
+    if sample < 10:
+        raise ReportError(f"the projection sample must be at least 10 rows; got {sample}.")
+    return chosen, methods
+
+
+def _docs_url() -> str | None:
+    """A link to docs/metrics.md when the package runs from a source checkout that has it."""
+    import latentdiag
+
+    page = Path(latentdiag.__file__).resolve().parent.parent / "docs" / "metrics.md"
+    return page.as_uri() if page.is_file() else None
+
+
+def build_report(
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+    projection: Sequence[str] = METHODS,
+    sample: int = DEFAULT_SAMPLE,
+    metrics_sample: int | None = None,
+    require: Sequence[str] = (),
+    seed: int = 0,
+    device: str = "auto",
+    export_projector: bool = False,
+    extras: Extras | None = None,
+    docs_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportResult:
+    """Write a report on one or more latents files into ``out_dir``.
+
+    Args:
+        paths: Latents files; with two or more, the first is the baseline of the comparison.
+        out_dir: Report folder, created if missing. The report owns ``report.html``,
+            ``metrics.json``, ``figures/`` and ``projector/`` inside it and replaces them.
+        names: A name per file for the report (default: the file stems).
+        projection: Any of ``"pca"``, ``"umap"``, ``"tsne"``; empty for none.
+        sample: Rows of the stratified sample that projections and silhouette bars are drawn
+            on (all rows when a file has fewer).
+        metrics_sample: Passed to ``compute_metrics(sample=...)``; ``None`` keeps its default.
+        require: Requirements such as ``"separation.silhouette>=0.5"``, checked against every
+            file and shown as pass or fail in the summary.
+        seed: Seed of every random choice (samples, t-SNE, UMAP).
+        device: Where the metrics compute (``auto``, ``cpu``, ``cuda``, ``mps``).
+        export_projector: Also write TensorBoard Projector TSV pairs.
+        extras: Called with each open store; returns reference-model images or ``None``.
+        docs_url: Where docs/metrics.md is for the metric links (default: the source
+            checkout's copy when present; otherwise the report names the page without a link).
+        progress: Receives one line per step.
+
+    Returns:
+        A :class:`ReportResult`.
+
+    Raises:
+        ReportError: Bad options, or the folder cannot be written.
+        StoreError: A latents file is missing or not valid.
+        MetricInputError: A file's arrays cannot be measured (e.g. NaN in mu).
+    """
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    chosen, methods = _check_options(paths, names, projection, sample)
+    requirements = _parse_requirements(require)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} is a file; the report needs a folder (-o DIR).")
+
+    stores = []
+    try:
+        for p in paths:  # open them all first: a bad file fails before any long work
+            stores.append(LatentStore(p))
+        _check_requirement_keys(requirements, stores)
+        style = LabelStyle.from_names(s.label_names if s.has_labels else None for s in stores)
+        reports: list[FileReport] = []
+        projector_text: list[tuple[str, str, str]] = []
+        for store, name in zip(stores, chosen, strict=True):
+            report = analyse_file(
+                store,
+                name,
+                style=style,
+                projections=methods,
+                sample=sample,
+                metrics_sample=metrics_sample,
+                seed=seed,
+                device=device,
+                extras=extras,
+                progress=say,
+            )
+            reports.append(report)
+            if export_projector:
+                projector_text.append((name, *_projector_files(store, seed)))
+    finally:
+        for s in stores:
+            s.close()
+
+    outcomes = {r.name: _evaluate(requirements, r.metrics) for r in reports}
+    slugs = _slugs(chosen)
+    figure_files: dict[Path, bytes] = {}
+    figure_paths: dict[tuple[int, str], str] = {}
+    used: set[str] = set()
+    for i, (report, slug) in enumerate(zip(reports, slugs, strict=True)):
+        for panel in report.panels:
+            if panel.png is None:
+                continue
+            base = _slug(f"{panel.section}-{panel.kind}")
+            rel = f"figures/{slug}/{base}.png"
+            k = 2
+            while rel in used:
+                rel = f"figures/{slug}/{base}-{k}.png"
+                k += 1
+            used.add(rel)
+            figure_paths[(i, f"{panel.section}/{panel.kind}")] = rel
+            figure_files[out / rel] = panel.png
+    projector_files: dict[Path, str] = {}
+    by_name = {name: (vectors, meta) for name, vectors, meta in projector_text}
+    for name, slug in zip(chosen, slugs, strict=True):
+        if name not in by_name:
+            continue
+        vectors, meta = by_name[name]
+        projector_files[out / "projector" / f"{slug}-vectors.tsv"] = vectors
+        projector_files[out / "projector" / f"{slug}-metadata.tsv"] = meta
+
+    info = PageInfo(
+        version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        seed=seed,
+        projections=methods,
+        docs_url=docs_url if docs_url is not None else _docs_url(),
+        figure_paths=figure_paths,
+        projector_files=[str(p.relative_to(out)) for p in projector_files],
+    )
+    say("writing the report")
+    page = render_page(reports, outcomes, info)
+    metrics_doc = _metrics_document(reports, outcomes)
+    _write(out, figure_files, projector_files, metrics_doc, page)
+    result = ReportResult(
+        out_dir=out,
+        html=out / "report.html",
+        metrics_json=out / "metrics.json",
+        figures=list(figure_files),
+        projector=list(projector_files),
+        names=chosen,
+        outcomes=outcomes,
+        skipped=[
+            f"{r.name}: {p.section} — {p.title}: {p.skipped}"
+            for r in reports
+            for p in r.panels
+            if p.skipped
+        ],
+        sample_sizes={r.name: r.sample_size for r in reports},
+        elapsed_s=time.perf_counter() - t0,
+    )
+    return result
+
+
+def _projector_files(store: LatentStore, seed: int) -> tuple[str, str]:
+    from latentdiag.report.projector import projector_tsv
+
+    labels = store.labels
+    rows = stratified_sample(store.n_samples, _PROJECTOR_ROWS, labels=labels, random_state=seed)
+    return projector_tsv(
+        store.mu,
+        rows,
+        labels=labels,
+        label_names=store.label_names,
+        sample_ids=store.sample_ids,
+    )
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return s[:60] or "file"
+
+
+def _slugs(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        s = _slug(name)
+        base, k = s, 2
+        while s in out:
+            s = f"{base}-{k}"
+            k += 1
+        out.append(s)
+    return out
+
+
+# -- requirements -------------------------------------------------------------------------
+def _parse_requirements(require: Sequence[str]) -> list[Any]:
+    from latentdiag.metrics.check import parse_requirement
+
+    return [parse_requirement(text) for text in require]
+
+
+def _check_requirement_keys(requirements: Sequence[Any], stores: Sequence[LatentStore]) -> None:
+    """Refuse a requirement on a metric no file could have, before any long computation."""
+    if not requirements:
+        return
+    from latentdiag.metrics.check import check_requirements
+
+    names: dict[str, dict[str, Any]] = {name: {} for s in stores for name in s.partitions}
+    check_requirements({"partitions": names}, requirements)  # raises ConfigError on a typo
+
+
+def _evaluate(requirements: Sequence[Any], metrics: dict[str, Any]) -> list[Outcome]:
+    if not requirements:
+        return []
+    from latentdiag.metrics.check import check_requirements
+
+    outcomes = []
+    for req, res in zip(requirements, check_requirements(metrics, requirements), strict=True):
+        if res.value is None:
+            detail = f"{res.resolved_key}: {res.reason}"
+        else:
+            detail = f"{res.resolved_key} = {res.value:.4g}, needs {res.op} {res.threshold:g}"
+        outcomes.append(
+            Outcome(
+                text=str(req),
+                path=str(res.resolved_key),
+                value=res.value,
+                passed=bool(res.passed) if res.value is not None else None,
+                detail=detail,
+            )
+        )
+    return outcomes
+
+
+# -- writing ------------------------------------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _metrics_document(
+    reports: Sequence[FileReport], outcomes: dict[str, list[Outcome]]
+) -> dict[str, Any]:
+    def with_requirements(r: FileReport) -> dict[str, Any]:
+        doc = dict(r.metrics)
+        if outcomes.get(r.name):
+            doc["requirements"] = [o.__dict__ for o in outcomes[r.name]]
+        return doc
+
+    if len(reports) == 1:
+        return with_requirements(reports[0])
+    return {
+        "files": [
+            {"name": r.name, "path": r.path, "metrics": with_requirements(r)} for r in reports
+        ]
+    }
+
+
+def _temp_name(path: Path) -> Path:
+    # Not tempfile.mkstemp: its files are private (0600); a report should get the usual
+    # permissions of new files (the umask's).
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _replace_tree(target: Path, files: dict[Path, bytes]) -> None:
+    """Write ``files`` (all under ``target``) into a fresh folder, then swap it in."""
+    tmp = _temp_name(target)
+    tmp.mkdir()
+    try:
+        for path, data in files.items():
+            dest = tmp / path.relative_to(target)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write(
+    out: Path,
+    figures: dict[Path, bytes],
+    projector: dict[Path, str],
+    metrics_doc: dict[str, Any],
+    page: str,
+) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # The old page goes first and the new one comes last: in between, the folder holds no
+        # report.html, so a crash cannot leave a page that disagrees with its figures.
+        (out / "report.html").unlink(missing_ok=True)
+        _replace_tree(out / "figures", figures)
+        if projector:
+            _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
+        text = json.dumps(_jsonable(metrics_doc), indent=2, allow_nan=False)
+        _replace_text(out / "metrics.json", text + "\n")
+        _replace_text(out / "report.html", page)
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the report into {out}: {exc.strerror or exc}; choose a folder you "
+            "can write to."
+        ) from None

@@ -1,0 +1,253 @@
+"""What each metric means in one sentence, which way is better, and where docs/metrics.md has it.
+
+The keys are the dotted paths of the metrics JSON (DESIGN.md). The report reads titles,
+directions and explanations from here, so every metric it shows is explained the same way in
+the summary, the tables and the comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DOCS_PAGE",
+    "HEADLINE",
+    "METRICS",
+    "MetricInfo",
+    "get_path",
+    "info_for",
+    "scalar_paths",
+]
+
+DOCS_PAGE = "docs/metrics.md"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How the report presents one metric.
+
+    Attributes:
+        title: Plain name.
+        direction: ``"higher"`` or ``"lower"`` (is better), or ``None`` where neither is.
+        range: The values it can take, in words.
+        explanation: One sentence a newcomer can read.
+        anchor: Section anchor in docs/metrics.md.
+    """
+
+    title: str
+    direction: str | None
+    range: str
+    explanation: str
+    anchor: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "separation.silhouette": MetricInfo(
+        "Silhouette",
+        "higher",
+        "−1 to 1",
+        "How much closer each sample lies to its own label's samples than to the nearest other "
+        "label's, averaged over samples: above 0.5 the labels form clear clusters, near 0 they "
+        "overlap.",
+        "silhouette",
+    ),
+    "separation.centroid_distance.normalized_mean": MetricInfo(
+        "Normalized centroid distance",
+        "higher",
+        "0 and up",
+        "The mean distance between label centroids divided by the typical spread of samples "
+        "around their own centroid, so it does not depend on the scale of the latent space.",
+        "centroid-distance",
+    ),
+    "separation.centroid_distance.mean": MetricInfo(
+        "Mean centroid distance",
+        "higher",
+        "0 and up, in latent units",
+        "The average Euclidean distance between the centres of every pair of labels; read it "
+        "with the normalized value, since it grows with the latent scale.",
+        "centroid-distance",
+    ),
+    "separation.centroid_distance.min": MetricInfo(
+        "Closest centroid pair",
+        "higher",
+        "0 and up, in latent units",
+        "The distance between the two label centres that lie closest together: the pair most "
+        "likely to be confused.",
+        "centroid-distance",
+    ),
+    "separation.knn_accuracy": MetricInfo(
+        "k-NN accuracy",
+        "higher",
+        "0 to 1",
+        "Cross-validated accuracy of a k-nearest-neighbour classifier that predicts the label "
+        "from the latent vector; compare it with the chance accuracy.",
+        "k-nn-accuracy",
+    ),
+    "separation.linear_probe_accuracy": MetricInfo(
+        "Linear probe accuracy",
+        "higher",
+        "0 to 1",
+        "Cross-validated accuracy of a linear classifier on the latent vector: high means the "
+        "label can be read off a straight cut through the latent space.",
+        "linear-probe-accuracy",
+    ),
+    "separation.davies_bouldin": MetricInfo(
+        "Davies–Bouldin index",
+        "lower",
+        "0 and up, 0 best",
+        "For each label, the worst ratio of within-label spread to the distance to another "
+        "label's centre, averaged over labels.",
+        "davies-bouldin-index",
+    ),
+    "separation.calinski_harabasz": MetricInfo(
+        "Calinski–Harabasz index",
+        "higher",
+        "0 and up",
+        "The ratio of between-label to within-label variance, corrected for the numbers of "
+        "samples and labels.",
+        "calinski-harabasz-index",
+    ),
+    "information.active_units": MetricInfo(
+        "Active units",
+        "higher",
+        "0 to the latent dimension",
+        "How many latent dimensions the encoder actually uses; an inactive dimension has "
+        "collapsed to the prior and carries no information.",
+        "active-units",
+    ),
+    "information.gaussian_total_correlation": MetricInfo(
+        "Gaussian total correlation",
+        "lower",
+        "0 and up, in nats",
+        "How far the dimensions of mu are from independent, under a Gaussian fit of their "
+        "covariance: 0 means uncorrelated dimensions.",
+        "gaussian-total-correlation",
+    ),
+    "information.posterior_total_correlation": MetricInfo(
+        "Posterior total correlation",
+        "lower",
+        "0 and up, in nats",
+        "How far the aggregate posterior q(z) is from a product of independent per-dimension "
+        "distributions, estimated from mu and logvar.",
+        "posterior-total-correlation",
+    ),
+    "information.mi_per_dim": MetricInfo(
+        "Mutual information per dimension",
+        None,
+        "0 to ln(number of labels), in nats",
+        "How much knowing one latent dimension tells about the label; a dimension near 0 "
+        "ignores the label.",
+        "mutual-information-per-dimension",
+    ),
+    "information.kl_per_dim": MetricInfo(
+        "KL per dimension",
+        None,
+        "0 and up, in nats",
+        "The mean KL divergence of each dimension's posterior from the N(0, 1) prior; a "
+        "dimension near 0 carries no information about its input.",
+        "kl-per-dimension",
+    ),
+    "disentanglement.mig": MetricInfo(
+        "MIG",
+        "higher",
+        "0 to 1",
+        "Mutual information gap: for each factor, the gap between the two latent dimensions "
+        "most informative about it, normalized by the factor's entropy.",
+        "mig",
+    ),
+    "disentanglement.dci.disentanglement": MetricInfo(
+        "DCI disentanglement",
+        "higher",
+        "0 to 1",
+        "Whether each latent dimension predicts at most one factor, from the importances of a "
+        "regressor.",
+        "dci",
+    ),
+    "disentanglement.dci.completeness": MetricInfo(
+        "DCI completeness",
+        "higher",
+        "0 to 1",
+        "Whether each factor is captured by a single latent dimension.",
+        "dci",
+    ),
+    "disentanglement.dci.informativeness": MetricInfo(
+        "DCI informativeness",
+        "higher",
+        "0 to 1",
+        "How accurately the factors can be predicted from the latents.",
+        "dci",
+    ),
+    "disentanglement.sap": MetricInfo(
+        "SAP",
+        "higher",
+        "0 to 1",
+        "Separated attribute predictability: for each factor, the gap in predictiveness between "
+        "the best and second-best single latent dimension.",
+        "sap",
+    ),
+    "disentanglement.modularity": MetricInfo(
+        "Modularity",
+        "higher",
+        "0 to 1",
+        "Whether each latent dimension depends on only one factor.",
+        "modularity",
+    ),
+    "disentanglement.factor_vae": MetricInfo(
+        "FactorVAE score",
+        "higher",
+        "0 to 1",
+        "Accuracy of a majority-vote classifier that names the fixed factor from the latent "
+        "dimension with the least variance.",
+        "factorvae-score",
+    ),
+}
+
+# The figures the summary leads with, in order (those present in the metrics are shown).
+HEADLINE: tuple[str, ...] = (
+    "separation.silhouette",
+    "separation.centroid_distance.normalized_mean",
+    "separation.centroid_distance.mean",
+    "separation.centroid_distance.min",
+    "separation.knn_accuracy",
+    "separation.linear_probe_accuracy",
+    "separation.davies_bouldin",
+    "information.active_units",
+    "information.gaussian_total_correlation",
+    "disentanglement.mig",
+    "disentanglement.dci.disentanglement",
+)
+
+
+def info_for(path: str) -> MetricInfo | None:
+    """The catalog entry of a metric path; partition paths (``partitions.<name>.…``) map to
+    the entry of the same metric on the whole latent space."""
+    if path in METRICS:
+        return METRICS[path]
+    parts = path.split(".")
+    if len(parts) > 2 and parts[0] == "partitions":
+        return METRICS.get(".".join(parts[2:]))
+    return None
+
+
+def get_path(metrics: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a nested dict, or ``None`` where any step is missing."""
+    node: Any = metrics
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def scalar_paths(metrics: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted path whose value is a number (booleans excluded), in dict order."""
+    out: list[str] = []
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(scalar_paths(value, path + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(path)
+    return out

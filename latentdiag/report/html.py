@@ -1,0 +1,740 @@
+"""The report page: one self-contained HTML file, readable offline, with no scripts at all.
+
+Images are embedded as ``data:`` URIs, styles are inline, and fonts are the reader's own, so the
+page loads nothing from anywhere. Every string that comes from a user or a file (label, factor,
+partition and file names, paths, provenance values, reasons) passes through :func:`esc`
+(``html.escape`` with quotes), so a label named ``<script>`` is shown as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from latentdiag.report.catalog import HEADLINE, METRICS, MetricInfo, get_path, info_for
+from latentdiag.report.palette import BETTER, NEUTRAL, WORSE
+from latentdiag.report.sections import SECTIONS, FileReport, Panel
+
+__all__ = ["Outcome", "PageInfo", "esc", "fmt_value", "render_page", "verdict"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One ``--require`` checked against one file.
+
+    Attributes:
+        text: The requirement as the user wrote it.
+        path: The metric path it reads.
+        value: The file's value of that metric (``None`` when missing).
+        passed: Whether it holds; ``None`` when the metric is missing.
+        detail: A plain sentence on the result.
+    """
+
+    text: str
+    path: str
+    value: float | None
+    passed: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """Report-wide facts shown in the header and footer."""
+
+    version: str
+    created: str
+    seed: int
+    projections: tuple[str, ...]
+    docs_url: str | None
+    figure_paths: Mapping[tuple[int, str], str]
+    projector_files: Sequence[str] = ()
+
+
+def esc(value: object) -> str:
+    """Escape any value for HTML text or an attribute value."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt_value(value: Any) -> str:
+    """A metric value as short text: integers with separators, floats to 3 significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "not finite"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def verdict(path: str, value: Any, report: FileReport) -> str:
+    """A plain-words reading of a headline value ("" when there is nothing sound to say)."""
+    if value is None:
+        return ""
+    v = float(value)
+    if path == "separation.silhouette":
+        # Bands of Kaufman & Rousseeuw, "Finding Groups in Data" (1990), ch. 2.
+        if v > 0.70:
+            return "strong structure: the labels form clear, well separated clusters"
+        if v > 0.50:
+            return "reasonable structure: the labels form clear clusters"
+        if v > 0.25:
+            return "weak structure: the label clusters overlap a good deal"
+        return "no substantial structure: the labels overlap"
+    if path in ("separation.knn_accuracy", "separation.linear_probe_accuracy"):
+        chance = report.chance_accuracy
+        if chance is None:
+            return ""
+        if v <= chance + 0.05 * (1 - chance):
+            return f"about chance ({fmt_value(chance)}): the label cannot be read from the latents"
+        return f"chance would be {fmt_value(chance)}"
+    if path == "information.active_units":
+        return f"{int(v)} of {report.latent_dim} dimensions carry information"
+    return ""
+
+
+def _direction(info: MetricInfo | None) -> str:
+    if info is None or info.direction is None:
+        return ""
+    return f"{info.direction} is better"
+
+
+class _Page:
+    def __init__(
+        self,
+        files: Sequence[FileReport],
+        outcomes: Mapping[str, Sequence[Outcome]],
+        info: PageInfo,
+    ) -> None:
+        self.files = files
+        self.outcomes = outcomes
+        self.info = info
+        self.out: list[str] = []
+
+    # -- helpers --------------------------------------------------------------------------
+    def w(self, *parts: str) -> None:
+        self.out.extend(parts)
+
+    def doc_link(self, info: MetricInfo | None) -> str:
+        if info is None:
+            return ""
+        target = f"docs/metrics.md#{info.anchor}"
+        if self.info.docs_url:
+            href = f"{self.info.docs_url}#{info.anchor}"
+            return f' <a class="doc" href="{esc(href)}">{esc(target)}</a>'
+        return f' <span class="doc">see {esc(target)}</span>'
+
+    def metric_cell(self, path: str) -> str:
+        info = info_for(path)
+        title = info.title if info else path
+        prefix, explanation = "", ""
+        parts = path.split(".")
+        if parts[0] == "partitions" and len(parts) > 2:
+            # The same metric on the whole space carries the explanation; one is enough.
+            prefix = f'<span class="tag">{esc(parts[1])}</span> '
+        elif info:
+            explanation = f'<div class="explain">{esc(info.explanation)}{self.doc_link(info)}</div>'
+        return (
+            f'<td class="metric">{prefix}<b>{esc(title)}</b> '
+            f"<code>{esc(path)}</code>{explanation}</td>"
+        )
+
+    def img(self, panel: Panel, file_index: int) -> str:
+        assert panel.png is not None
+        data = base64.b64encode(panel.png).decode("ascii")
+        name = self.info.figure_paths.get((file_index, f"{panel.section}/{panel.kind}"), "")
+        file_note = f' <span class="path">({esc(name)})</span>' if name else ""
+        return (
+            f'<img src="data:image/png;base64,{data}" alt="{esc(panel.title)}">'
+            f"<figcaption>{esc(panel.caption)}{file_note}</figcaption>"
+        )
+
+    # -- page -----------------------------------------------------------------------------
+    def render(self) -> str:
+        names = ", ".join(f.name for f in self.files)
+        self.w(
+            '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+            f"<title>latentdiag report: {esc(names)}</title>\n<style>{_CSS}</style>\n",
+            "</head>\n<body>\n",
+        )
+        self.header()
+        self.summary()
+        if len(self.files) > 1:
+            self.comparison()
+        self.files_table()
+        for section_id, title in SECTIONS.items():
+            self.section(section_id, title)
+        self.all_metrics()
+        self.skipped()
+        self.footer()
+        self.w("</body>\n</html>\n")
+        return "".join(self.out)
+
+    def header(self) -> None:
+        title = "Latent space report" if len(self.files) == 1 else "Latent space comparison"
+        self.w(f"<header><h1>{esc(title)}</h1>")
+        self.w('<p class="files">')
+        self.w(
+            " · ".join(
+                f'<span class="fname">{esc(f.name)}</span> <span class="path">{esc(f.path)}</span>'
+                for f in self.files
+            )
+        )
+        self.w("</p>")
+        links = [("summary", "Summary")]
+        if len(self.files) > 1:
+            links.append(("comparison", "Comparison"))
+        links += [("files", "Files"), *SECTIONS.items(), ("metrics", "All metrics")]
+        links.append(("skipped", "Skipped"))
+        self.w("<nav>" + " ".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t in links) + "</nav>")
+        self.w("</header>\n")
+
+    def summary(self) -> None:
+        self.w('<section id="summary"><h2>Summary</h2>')
+        if any(self.outcomes.values()):
+            failed = [
+                f.name
+                for f in self.files
+                if any(o.passed is not True for o in self.outcomes.get(f.name, []))
+            ]
+            if failed:
+                self.w(
+                    '<p class="banner fail">Requirements <b>not met</b> by '
+                    f"{esc(', '.join(failed))}; see the requirements table below.</p>"
+                )
+            else:
+                self.w('<p class="banner pass">Every requirement is met.</p>')
+        if len(self.files) == 1:
+            self.summary_one(self.files[0])
+        else:
+            self.summary_many()
+        for f in self.files:
+            self.requirements_table(f)
+        self.w("</section>\n")
+
+    def summary_one(self, f: FileReport) -> None:
+        self.w(f'<p class="lead">{esc(_describe(f))}</p>')
+        items = [p for p in HEADLINE if _is_number(get_path(f.metrics, p))]
+        if not items:
+            self.w(
+                '<p class="note">No headline metric could be computed for this file; see the '
+                "skipped sections below.</p>"
+            )
+            return
+        self.w('<ul class="headline">')
+        for path in items:
+            value = get_path(f.metrics, path)
+            info = METRICS[path]
+            words = verdict(path, value, f)
+            self.w(
+                f'<li><span class="mname">{esc(info.title)}</span> '
+                f'<span class="value">{esc(fmt_value(value))}</span>{esc(_interval(f, path))} '
+                f'<span class="dir">({esc(_direction(info))}; {esc(info.range)})</span>'
+                + (f'<span class="words">: {esc(words)}</span>' if words else "")
+                + self.outcome_badges(f, path)
+                + self.doc_link(info)
+                + "</li>"
+            )
+        self.w("</ul>")
+
+    def summary_many(self) -> None:
+        base = self.files[0]
+        self.w('<ul class="leads">')
+        for f in self.files:
+            self.w(f"<li>{esc(_describe(f))}</li>")
+        self.w("</ul>")
+        items = [p for p in HEADLINE if any(_is_number(get_path(f.metrics, p)) for f in self.files)]
+        if items:
+            self.w('<table class="delta headline-table"><tr><th>headline</th><th>better</th>')
+            self.w(f"<th>{esc(base.name)}</th>")
+            for f in self.files[1:]:
+                self.w(f"<th>{esc(f.name)}</th><th>{esc(base.name)} → {esc(f.name)}</th>")
+            self.w("</tr>")
+            for path in items:
+                info = METRICS[path]
+                v0 = get_path(base.metrics, path)
+                self.w(
+                    f'<tr><td><span class="mname">{esc(info.title)}</span>'
+                    f"{self.doc_link(info)}</td><td>{esc(info.direction or '')}</td>"
+                    f'<td class="num">{esc(fmt_value(v0))}{self.outcome_badges(base, path)}</td>'
+                )
+                for f in self.files[1:]:
+                    v = get_path(f.metrics, path)
+                    self.w(
+                        f'<td class="num">{esc(fmt_value(v))}{self.outcome_badges(f, path)}</td>',
+                        _delta_cell(base.name, f.name, v0, v, info),
+                    )
+                self.w("</tr>")
+            self.w("</table>")
+        words = []
+        for f in self.files:
+            said = [
+                f"{METRICS[p].title} {fmt_value(get_path(f.metrics, p))}: "
+                f"{verdict(p, get_path(f.metrics, p), f)}"
+                for p in ("separation.silhouette", "separation.knn_accuracy")
+                if _is_number(get_path(f.metrics, p))
+            ]
+            if said:
+                words.append(f"<li><b>{esc(f.name)}</b> — {esc('; '.join(said))}.</li>")
+        if words:
+            self.w('<p>In plain words:</p><ul class="words">', *words, "</ul>")
+
+    def requirements_table(self, f: FileReport) -> None:
+        outs = self.outcomes.get(f.name, [])
+        if not outs:
+            return
+        who = f" — {esc(f.name)}" if len(self.files) > 1 else ""
+        self.w(f"<h3>Requirements{who}</h3>")
+        self.w('<table class="req"><tr><th>requirement</th><th>value</th><th>result</th></tr>')
+        for o in outs:
+            cls = "pass" if o.passed else "fail"
+            word = "pass" if o.passed else ("fail" if o.passed is False else "missing")
+            self.w(
+                f"<tr><td><code>{esc(o.text)}</code></td>"
+                f'<td class="num">{esc(fmt_value(o.value))}</td>'
+                f'<td class="{cls}"><b>{esc(word)}</b> {esc(o.detail)}</td></tr>'
+            )
+        self.w("</table>")
+
+    def outcome_badges(self, f: FileReport, path: str) -> str:
+        out = []
+        for o in self.outcomes.get(f.name, []):
+            if o.path != path:
+                continue
+            cls = "pass" if o.passed else "fail"
+            word = "PASS" if o.passed else "FAIL"
+            out.append(f' <span class="badge {cls}">{word} <code>{esc(o.text)}</code></span>')
+        return "".join(out)
+
+    def comparison(self) -> None:
+        base = self.files[0]
+        self.w('<section id="comparison"><h2>Comparison</h2>')
+        self.w(
+            f"<p>Each file against <b>{esc(base.name)}</b>. "
+            f'<span style="color:{BETTER}">▲▼ better</span> and '
+            f'<span style="color:{WORSE}">▲▼ worse</span> follow each metric\'s direction; '
+            "the arrow shows whether the value went up or down.</p>"
+        )
+        paths = [p for p in METRICS if any(_is_number(get_path(f.metrics, p)) for f in self.files)]
+        paths += [p for p in self.partition_paths() if p.split(".", 2)[2] in _PARTITION_COMPARED]
+        self.w('<table class="delta"><tr><th>metric</th><th>better</th>')
+        self.w(f"<th>{esc(base.name)}</th>")
+        for f in self.files[1:]:
+            self.w(f"<th>{esc(f.name)}</th><th>change</th>")
+        self.w("</tr>")
+        for path in paths:
+            info = info_for(path)
+            self.w("<tr>", self.metric_cell(path))
+            self.w(f"<td>{esc(info.direction if info and info.direction else '')}</td>")
+            v0 = get_path(base.metrics, path)
+            self.w(f'<td class="num">{esc(fmt_value(v0))}</td>')
+            for f in self.files[1:]:
+                v = get_path(f.metrics, path)
+                self.w(f'<td class="num">{esc(fmt_value(v))}</td>')
+                self.w(_delta_cell(base.name, f.name, v0, v, info))
+            self.w("</tr>")
+        self.w("</table></section>\n")
+
+    def files_table(self) -> None:
+        self.w('<section id="files"><h2>Files</h2><table class="files">')
+        self.w(
+            "<tr><th>name</th><th>path</th><th>samples</th><th>dims</th><th>labels</th>"
+            "<th>logvar</th><th>factors</th><th>partitions</th><th>provenance</th></tr>"
+        )
+        for f in self.files:
+            labels = (
+                ", ".join(f"{n} ({c:,})" for n, c in (f.label_counts or {}).items())
+                if f.label_counts
+                else "none"
+            )
+            parts = ", ".join(f"{n} [{a}, {b})" for n, (a, b) in f.partitions.items()) or "none"
+            prov = "; ".join(f"{k}: {_short(v)}" for k, v in f.provenance.items() if k != "config")
+            self.w(
+                f'<tr><td><b>{esc(f.name)}</b></td><td class="path">{esc(f.path)}</td>'
+                f'<td class="num">{f.n_samples:,}</td><td class="num">{f.latent_dim}</td>'
+                f"<td>{esc(labels)}</td><td>{'yes' if f.has_logvar else 'no'}</td>"
+                f"<td>{esc(', '.join(f.factor_names) if f.factor_names else 'none')}</td>"
+                f'<td>{esc(parts)}</td><td class="prov">{esc(prov) or "none"}</td></tr>'
+            )
+        self.w("</table></section>\n")
+
+    def section(self, section_id: str, title: str) -> None:
+        kinds: list[str] = []
+        for f in self.files:
+            for panel in f.panels:
+                if panel.section == section_id and panel.kind not in kinds:
+                    kinds.append(panel.kind)
+        self.w(f'<section id="{esc(section_id)}"><h2>{esc(title)}</h2>')
+        self.w(_INTROS.get(section_id, ""))
+        if not kinds:
+            self.w(f'<p class="skip">Skipped: {esc(_NOT_REQUESTED[section_id])}</p></section>\n')
+            return
+        for kind in kinds:
+            by_file = [
+                next((p for p in f.panels if p.section == section_id and p.kind == kind), None)
+                for f in self.files
+            ]
+            heading = next(q.title for q in by_file if q is not None)
+            self.w(f'<h3>{esc(heading)}</h3><div class="row">')
+            for i, (f, p) in enumerate(zip(self.files, by_file, strict=True)):
+                who = f'<div class="who">{esc(f.name)}</div>' if len(self.files) > 1 else ""
+                if p is None:
+                    self.w(f'<figure>{who}<p class="skip">Not in this file.</p></figure>')
+                elif p.png is None:
+                    self.w(
+                        f'<figure class="skipped">{who}<p class="skip">Skipped: '
+                        f"{esc(p.skipped)}</p></figure>"
+                    )
+                else:
+                    self.w(f"<figure>{who}{self.img(p, i)}</figure>")
+            self.w("</div>")
+        self.section_table(section_id)
+        self.w("</section>\n")
+
+    def section_table(self, section_id: str) -> None:
+        prefix = {
+            "separation": "separation.",
+            "information": "information.",
+            "disentanglement": "disentanglement.",
+        }.get(section_id)
+        if section_id == "partitions":
+            self.leakage()
+            return
+        if prefix is None:
+            return
+        paths = [
+            p
+            for p in METRICS
+            if p.startswith(prefix) and any(_is_number(get_path(f.metrics, p)) for f in self.files)
+        ]
+        if paths:
+            self.metric_table(paths)
+
+    def metric_table(self, paths: Sequence[str]) -> None:
+        self.w('<table class="metrics"><tr><th>metric</th><th>better</th>')
+        for f in self.files:
+            self.w(f"<th>{esc(f.name)}</th>")
+        self.w("</tr>")
+        for path in paths:
+            info = info_for(path)
+            self.w("<tr>", self.metric_cell(path))
+            self.w(f"<td>{esc(info.direction if info and info.direction else '')}</td>")
+            for f in self.files:
+                self.w(f'<td class="num">{esc(fmt_value(get_path(f.metrics, path)))}</td>')
+            self.w("</tr>")
+        self.w("</table>")
+
+    def leakage(self) -> None:
+        for f in self.files:
+            table = f.metrics.get("leakage")
+            if not isinstance(table, Mapping) or not table:
+                continue
+            who = f" — {esc(f.name)}" if len(self.files) > 1 else ""
+            self.w(f"<h3>Leakage summary{who}</h3>")
+            self.w(
+                '<p class="explain">How much of the label each subspace gives away. A subspace '
+                "meant to be shared by every label should read near 0 in both scaled columns; "
+                "one meant to hold the label should read near 1. See "
+                f"{self.doc_link(MetricInfo('', None, '', '', 'leakage')).strip()}.</p>"
+            )
+            columns = list(_LEAKAGE_COLUMNS)
+            for node in table.values():
+                if isinstance(node, Mapping):
+                    columns += [k for k in node if k not in columns]
+            self.w('<table class="metrics"><tr><th>subspace</th>')
+            for key in columns:
+                self.w(f"<th>{esc(_LEAKAGE_COLUMNS.get(key, key))}</th>")
+            self.w("</tr>")
+            for part, node in table.items():
+                dims = f.partitions.get(str(part))
+                span = f" [{dims[0]}, {dims[1]})" if dims else ""
+                self.w(f"<tr><td><b>{esc(part)}</b>{esc(span)}</td>")
+                for key in columns:
+                    value = node.get(key) if isinstance(node, Mapping) else None
+                    self.w(f'<td class="num">{esc(fmt_value(value))}</td>')
+                self.w("</tr>")
+            self.w("</table>")
+        paths = self.partition_paths()
+        if paths:
+            self.w("<h3>Metrics per subspace</h3>")
+            self.metric_table(paths)
+
+    def partition_paths(self) -> list[str]:
+        """Catalogued per-subspace metric paths of any file: by subspace, then catalog order."""
+        present = {p for f in self.files for p in _partition_scalar_paths(f.metrics)}
+        parts: list[str] = []
+        for f in self.files:
+            for name in f.partitions:
+                if name not in parts:
+                    parts.append(name)
+        return [
+            f"partitions.{name}.{key}"
+            for name in parts
+            for key in METRICS
+            if f"partitions.{name}.{key}" in present
+        ]
+
+    def all_metrics(self) -> None:
+        from latentdiag.report.catalog import scalar_paths
+
+        paths: list[str] = []
+        for f in self.files:
+            shown = {k: v for k, v in f.metrics.items() if k not in _NOT_METRICS}
+            for p in scalar_paths(shown):
+                if p not in paths:
+                    paths.append(p)
+        self.w('<section id="metrics"><h2>All metrics</h2>')
+        self.w(
+            "<p>Every number in the metrics JSON (<code>metrics.json</code> beside this page), "
+            "with its explanation.</p>"
+        )
+        self.metric_table(paths)
+        self.w("</section>\n")
+
+    def skipped(self) -> None:
+        self.w('<section id="skipped"><h2>Skipped</h2>')
+        items: list[str] = []
+        for f in self.files:
+            who = f"{esc(f.name)}: " if len(self.files) > 1 else ""
+            for p in f.panels:
+                if p.skipped:
+                    items.append(
+                        f"<li>{who}<b>{esc(SECTIONS[p.section])} — {esc(p.title)}</b>: "
+                        f"{esc(p.skipped)}</li>"
+                    )
+            for entry in f.metrics.get("skipped") or []:
+                if isinstance(entry, Mapping):
+                    what = ", ".join(str(v) for k, v in entry.items() if k != "reason")
+                    items.append(
+                        f"<li>{who}<b>metric {esc(what)}</b>: {esc(entry.get('reason', ''))}</li>"
+                    )
+        if items:
+            self.w("<ul>", *items, "</ul>")
+        else:
+            self.w("<p>Nothing was skipped.</p>")
+        self.w("</section>\n")
+
+    def footer(self) -> None:
+        i = self.info
+        extra = ""
+        if i.projector_files:
+            extra = (
+                "<br>TensorBoard Projector files (load them at projector.tensorflow.org or in "
+                "TensorBoard): " + ", ".join(f"<code>{esc(p)}</code>" for p in i.projector_files)
+            )
+        self.w(
+            f"<footer>Made by latentdiag {esc(i.version)} on {esc(i.created)} · seed {i.seed} "
+            f"· projections: {esc(', '.join(i.projections) or 'none')}. Figures are also saved "
+            f"as PNG files beside this page; the numbers are in <code>metrics.json</code>."
+            f"{extra}</footer>\n"
+        )
+
+
+def _interval(f: FileReport, path: str) -> str:
+    """The confidence interval of a sampled silhouette as text; "" when it was exact."""
+    ci = get_path(f.metrics, path + "_ci")
+    if not (isinstance(ci, Sequence) and len(ci) == 2 and all(_is_number(v) for v in ci)):
+        return ""
+    level = get_path(f.metrics, path + "_ci_level")
+    rows = get_path(f.metrics, path + "_sample_size")
+    pct = f"{float(level):.0%} " if _is_number(level) else ""
+    on = f", estimated on {int(rows):,} rows" if _is_number(rows) else ""
+    return f" ({pct}CI {fmt_value(ci[0])} to {fmt_value(ci[1])}{on})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    s = " ".join(str(value).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _describe(f: FileReport) -> str:
+    bits = [f"{f.n_samples:,} samples × {f.latent_dim} latent dimensions"]
+    if f.label_counts:
+        names = [n for n, c in f.label_counts.items() if c > 0]
+        bits.append(f"{len(names)} labels ({', '.join(names)})")
+    else:
+        bits.append("no labels")
+    bits.append("posterior log-variances" if f.has_logvar else "no logvar")
+    if f.factor_names:
+        bits.append(f"{len(f.factor_names)} factors")
+    if f.partitions:
+        bits.append(f"{len(f.partitions)} partitions ({', '.join(f.partitions)})")
+    return f"{f.name}: " + ", ".join(bits) + "."
+
+
+def _partition_scalar_paths(metrics: Mapping[str, Any]) -> list[str]:
+    from latentdiag.report.catalog import scalar_paths
+
+    parts = metrics.get("partitions")
+    if not isinstance(parts, Mapping):
+        return []
+    return [p for p in scalar_paths(parts, "partitions.") if info_for(p) is not None]
+
+
+def _delta_cell(base_name: str, name: str, v0: Any, v: Any, info: MetricInfo | None) -> str:
+    if not (_is_number(v0) and _is_number(v)):
+        return "<td></td>"
+    a, b = float(v0), float(v)
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return "<td></td>"
+    diff = b - a
+    title = f"{base_name} → {name}: {fmt_value(a)} → {fmt_value(b)}"
+    if abs(diff) <= 1e-9 * max(1.0, abs(a)):
+        return f'<td class="delta" title="{esc(title)}" style="color:{NEUTRAL}">= same</td>'
+    arrow = "▲" if diff > 0 else "▼"
+    word, colour = "", NEUTRAL
+    if info is not None and info.direction is not None:
+        better = diff > 0 if info.direction == "higher" else diff < 0
+        word, colour = ("better", BETTER) if better else ("worse", WORSE)
+    sign = "+" if diff > 0 else "−"
+    return (
+        f'<td class="delta" title="{esc(title)}" style="color:{colour}">'
+        f"{arrow} {sign}{esc(fmt_value(abs(diff)))} {word}</td>"
+    )
+
+
+# Top-level keys of the metrics dict that hold no measurements.
+_NOT_METRICS = ("settings", "skipped", "file", "label_names", "factor_names")
+
+# Leakage measures of the metrics suite, and their column headings.
+_LEAKAGE_COLUMNS = {
+    "linear_probe_accuracy": "linear probe accuracy",
+    "chance_accuracy": "chance accuracy",
+    "probe_above_chance": "probe above chance (0 chance … 1 perfect)",
+    "mi_sum": "summed MI with the label (nats)",
+    "mi_sum_normalized": "summed MI ÷ label entropy",
+}
+
+# Per-subspace metrics the comparison table shows (the partitions section shows them all).
+_PARTITION_COMPARED = (
+    "separation.silhouette",
+    "separation.centroid_distance.normalized_mean",
+    "separation.knn_accuracy",
+    "separation.linear_probe_accuracy",
+)
+
+_INTROS = {
+    "projections": (
+        "<p>Each point is one sample's latent mean, placed in two dimensions; colours are labels "
+        "and ✕ marks each label's centroid. Clear, separate islands mean the labels are easy to "
+        "tell apart.</p>"
+    ),
+    "separation": (
+        "<p>How far apart the labels lie in the full latent space, and how cleanly each sample "
+        "sits inside its own label's group.</p>"
+    ),
+    "information": (
+        "<p>Which latent dimensions carry information about the label, and which ones the "
+        "encoder uses at all.</p>"
+    ),
+    "disentanglement": (
+        "<p>Whether each ground-truth factor is captured by its own latent dimension.</p>"
+    ),
+    "partitions": (
+        "<p>Named subspaces of the latent vector, each measured on its own: a shared subspace "
+        "should hold little label information, a label-specific one a lot.</p>"
+    ),
+    "reference": (
+        "<p>Images drawn by the reference model that wrote these latents: reconstructions, "
+        "samples conditioned on each label, and traversals of single latent dimensions.</p>"
+    ),
+}
+
+_NOT_REQUESTED = {
+    "projections": "no projection was requested (--projection).",
+    "separation": "nothing to show.",
+    "information": "nothing to show.",
+    "disentanglement": "nothing to show.",
+    "partitions": "nothing to show.",
+    "reference": "reference-model images are drawn only for files written by a reference-model "
+    "run, through the `latentdiag report` command.",
+}
+
+_CSS = """
+:root { --fg: #1a1a1a; --muted: #5a5a5a; --line: #d8d8d8; --bg2: #f5f5f3; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+  color: var(--fg); margin: 0 auto; max-width: 1400px; padding: 0 1.5rem 2rem; line-height: 1.45; }
+header { border-bottom: 2px solid var(--fg); padding: 1rem 0 .5rem; }
+h1 { margin: 0 0 .3rem; font-size: 1.6rem; }
+h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--line); padding-bottom: .2rem; }
+h3 { margin: 1.4rem 0 .4rem; font-size: 1.05rem; }
+nav a { margin-right: .8rem; font-size: .92rem; }
+a { color: #0a5fa8; }
+.path, code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85em;
+  color: var(--muted); overflow-wrap: anywhere; }
+.fname { font-weight: 600; }
+.lead { font-size: 1.02rem; }
+ul.headline { list-style: none; padding: 0; margin: .4rem 0 1rem; }
+ul.headline li { padding: .35rem .6rem; border-left: 4px solid #0072B2; background: var(--bg2);
+  margin-bottom: .3rem; }
+.mname { font-weight: 600; }
+.value { font-size: 1.15rem; font-weight: 700; margin: 0 .3rem;
+  font-variant-numeric: tabular-nums; }
+.dir { color: var(--muted); }
+.badge { display: inline-block; margin-left: .6rem; padding: 0 .4rem; border-radius: 3px;
+  font-size: .85rem; font-weight: 700; }
+.badge.pass, td.pass { color: #0072B2; }
+.badge.fail, td.fail { color: #B33F00; }
+.badge.pass { background: #e3f0fa; }
+.badge.fail { background: #fbe9df; }
+.banner { padding: .5rem .8rem; font-weight: 600; }
+.banner.pass { background: #e3f0fa; }
+.banner.fail { background: #fbe9df; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
+th, td { border-bottom: 1px solid var(--line); padding: .3rem .6rem; text-align: left;
+  vertical-align: top; }
+th { background: var(--bg2); }
+td.num, td.delta { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.metric { max-width: 40rem; }
+td.prov { max-width: 28rem; font-size: .8rem; overflow-wrap: anywhere; }
+.explain { color: var(--muted); font-size: .85rem; }
+.doc { font-size: .8rem; margin-left: .3rem; }
+.tag { background: var(--bg2); border: 1px solid var(--line); border-radius: 3px;
+  padding: 0 .3rem; font-size: .8rem; }
+.row { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+figure { margin: 0; flex: 1 1 420px; max-width: 760px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { font-size: .85rem; color: var(--muted); margin-top: .3rem; }
+.who { font-weight: 700; margin-bottom: .2rem; }
+.skip { color: var(--muted); font-style: italic; background: var(--bg2); padding: .5rem .7rem; }
+footer { margin-top: 2.5rem; border-top: 1px solid var(--line); padding-top: .6rem;
+  color: var(--muted); font-size: .85rem; }
+"""
+
+
+def render_page(
+    files: Sequence[FileReport],
+    outcomes: Mapping[str, Sequence[Outcome]],
+    info: PageInfo,
+) -> str:
+    """The whole report page as one HTML string.
+
+    Args:
+        files: One :class:`FileReport` per latents file, in the order the user gave them (the
+            first is the baseline of the comparison).
+        outcomes: File name -> its requirement outcomes.
+        info: Report-wide facts.
+
+    Returns:
+        The page.
+    """
+    return _Page(files, outcomes, info).render()

@@ -1,0 +1,216 @@
+"""Two-dimensional projections of latents for scatter plots: PCA, t-SNE and UMAP.
+
+Projections run on a stratified sample (every label keeps its share, and even a rare label keeps
+a few points), because t-SNE and UMAP cost far more than linear time. PCA is fitted on every row
+through the d × d covariance, then applied to the sample. scikit-learn and umap-learn are imported
+only inside the function that uses them: umap-learn takes seconds to import and compiles its
+kernels on first use.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentdiag.errors import ReportError
+
+__all__ = [
+    "METHODS",
+    "Projection",
+    "project",
+    "stratified_sample",
+]
+
+METHODS: tuple[str, ...] = ("pca", "umap", "tsne")
+# The fewest points a neighbour-graph projection is attempted on.
+_MIN_POINTS = 10
+# Every label present keeps at least this many points in a sample (or all it has).
+_MIN_PER_LABEL = 20
+
+
+@dataclass
+class Projection:
+    """A 2-D embedding of the sample rows.
+
+    Attributes:
+        method: ``"pca"``, ``"umap"`` or ``"tsne"``.
+        coords: ``(m, 2)`` positions of the sampled rows.
+        xlabel: Axis label of the first coordinate.
+        ylabel: Axis label of the second coordinate.
+        note: One sentence on how it was made, for the caption.
+    """
+
+    method: str
+    coords: np.ndarray
+    xlabel: str
+    ylabel: str
+    note: str
+
+
+def stratified_sample(
+    n_samples: int,
+    size: int,
+    *,
+    labels: np.ndarray | None = None,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Sorted row indices of a sample of about ``size`` rows that keeps label proportions.
+
+    Labels get shares proportional to their counts (largest remainders break ties), but every
+    label present keeps at least ``min(count, 20)`` rows, so a rare label still shows.
+
+    Args:
+        n_samples: Number of rows to draw from.
+        size: Wanted sample size; all rows are returned when ``n_samples <= size``.
+        labels: ``(n_samples,)`` integer labels, or ``None`` for a plain random sample.
+        random_state: Seed of the draw.
+
+    Returns:
+        Sorted ``int64`` indices into the rows.
+
+    Raises:
+        ReportError: ``size`` is smaller than 1.
+    """
+    if size < 1:
+        raise ReportError(f"the sample size must be at least 1; got {size}.")
+    if n_samples <= size:
+        return np.arange(n_samples, dtype=np.int64)
+    rng = np.random.default_rng(random_state)
+    if labels is None:
+        return np.sort(rng.choice(n_samples, size=size, replace=False)).astype(np.int64)
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    exact = counts * (size / n_samples)
+    take = np.floor(exact).astype(np.int64)
+    remainder = size - int(take.sum())
+    if remainder > 0:
+        take[np.argsort(-(exact - take), kind="stable")[:remainder]] += 1
+    take = np.minimum(np.maximum(take, np.minimum(counts, _MIN_PER_LABEL)), counts)
+    picked = []
+    for k in range(len(values)):
+        rows = np.flatnonzero(inverse == k)
+        picked.append(rng.choice(rows, size=int(take[k]), replace=False))
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def project(
+    method: str,
+    mu: np.ndarray,
+    rows: np.ndarray,
+    *,
+    random_state: int = 0,
+) -> Projection:
+    """Embed the sampled rows of ``mu`` in two dimensions.
+
+    Args:
+        method: ``"pca"``, ``"umap"`` or ``"tsne"``.
+        mu: ``(n, d)`` latents; PCA is fitted on all of them.
+        rows: Indices of the rows to embed (from :func:`stratified_sample`).
+        random_state: Seed of t-SNE and UMAP.
+
+    Returns:
+        The :class:`Projection` of ``mu[rows]``.
+
+    Raises:
+        ReportError: An unknown method, or too few rows for t-SNE or UMAP.
+    """
+    if method not in METHODS:
+        raise ReportError(f"unknown projection {method!r}; expected one of {', '.join(METHODS)}.")
+    x = np.asarray(mu[rows], dtype=np.float64)  # (m, d)
+    if method == "pca":
+        return _pca(mu, x)
+    if x.shape[0] < _MIN_POINTS:
+        raise ReportError(
+            f"{method} needs at least {_MIN_POINTS} samples; this file has {x.shape[0]}."
+        )
+    if method == "tsne":
+        return _tsne(x, random_state)
+    return _umap(x, random_state)
+
+
+def _pca(mu: np.ndarray, x: np.ndarray) -> Projection:
+    n, d = mu.shape
+    # The covariance is accumulated in row blocks: a float64 copy of a large mu is not needed.
+    mean = np.zeros(d)
+    for start in range(0, n, 65536):
+        mean += np.asarray(mu[start : start + 65536], dtype=np.float64).sum(axis=0)
+    mean /= max(n, 1)
+    cov = np.zeros((d, d))
+    for start in range(0, n, 65536):
+        block = np.asarray(mu[start : start + 65536], dtype=np.float64) - mean  # (b, d)
+        cov += block.T @ block
+    cov /= max(n - 1, 1)
+    evals, evecs = np.linalg.eigh(cov)  # ascending
+    order = np.argsort(evals)[::-1]
+    evals, evecs = np.clip(evals[order], 0.0, None), evecs[:, order]
+    # Fix each component's sign (largest loading positive) so figures repeat run to run.
+    signs = np.sign(evecs[np.argmax(np.abs(evecs), axis=0), np.arange(d)])
+    evecs = evecs * np.where(signs == 0, 1.0, signs)
+    total = float(evals.sum())
+    share = evals / total if total > 0 else np.zeros_like(evals)
+    coords = (x - mean) @ evecs[:, : min(2, d)]  # (m, 1 or 2)
+    if d == 1:
+        # One latent dimension: spread the points vertically so overlapping ones show.
+        jitter = np.random.default_rng(0).uniform(-0.5, 0.5, size=(x.shape[0], 1))
+        return Projection(
+            "pca",
+            np.hstack([coords, jitter]),
+            "z (the only latent dimension)",
+            "random jitter (no meaning)",
+            "The file has one latent dimension; it is plotted against random jitter.",
+        )
+    return Projection(
+        "pca",
+        coords,
+        f"PC1 ({share[0]:.0%} of variance)",
+        f"PC2 ({share[1]:.0%} of variance)",
+        f"PCA fitted on all {n:,} rows; the two axes explain {share[0] + share[1]:.0%} of the "
+        "variance. Distances along the axes are in latent units.",
+    )
+
+
+def _tsne(x: np.ndarray, random_state: int) -> Projection:
+    from sklearn.manifold import TSNE
+
+    m, d = x.shape
+    perplexity = float(min(30.0, (m - 1) / 3.0))
+    model = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca" if d >= 2 else "random",
+        random_state=random_state,
+    )
+    from threadpoolctl import threadpool_limits
+
+    # One OpenMP thread: on a busy machine scikit-learn's threaded t-SNE gradient slows down
+    # several-fold from oversubscription, and on a few thousand points one thread takes seconds.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        coords = model.fit_transform(x)
+    return Projection(
+        "tsne",
+        np.asarray(coords),
+        "t-SNE 1",
+        "t-SNE 2",
+        f"t-SNE (perplexity {perplexity:g}) keeps neighbours together; cluster sizes and the "
+        "distances between clusters carry no meaning.",
+    )
+
+
+def _umap(x: np.ndarray, random_state: int) -> Projection:
+    with warnings.catch_warnings():
+        # umap-learn warns that a fixed random_state disables its parallelism; that is wanted.
+        warnings.simplefilter("ignore")
+        import umap
+
+        n_neighbors = int(min(15, x.shape[0] - 1))
+        model = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=random_state)
+        coords = model.fit_transform(x)
+    return Projection(
+        "umap",
+        np.asarray(coords),
+        "UMAP 1",
+        "UMAP 2",
+        f"UMAP ({n_neighbors} neighbours) keeps local structure; distances between far-apart "
+        "clusters carry little meaning.",
+    )
