@@ -22,6 +22,7 @@ from latentdiag.errors import LatentDiagError
 # name -> "module:attribute"; the order here is the order of ``latentdiag --help``.
 COMMANDS: dict[str, str] = {
     "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
+    "report": "latentdiag.cli.report_cmd:report_command",
     "data": "latentdiag.cli.data_cmd:data_group",
     "embed": "latentdiag.cli.embed_cmd:embed_command",
     "merge": "latentdiag.cli.merge_cmd:merge_command",
