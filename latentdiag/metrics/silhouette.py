@@ -331,16 +331,14 @@ def stratified_sample(
     size = max(size, int(floor.sum()))
     quota = counts * (size / n)
     take = np.maximum(np.floor(quota).astype(np.int64), floor)
-    short = size - int(take.sum())
-    if short > 0:
-        room = counts - take
-        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
-        for c in order:
-            if short == 0:
-                break
-            if room[c] > 0:
-                take[c] += 1
-                short -= 1
+    # Largest remainder, after the floors: trim the most over-served labels, then fill the
+    # most under-served ones, until the total is exact.
+    while take.sum() > size:
+        over = np.where(take > floor, take - quota, -np.inf)
+        take[int(np.argmax(over))] -= 1
+    while take.sum() < size:
+        under = np.where(take < counts, quota - take, -np.inf)
+        take[int(np.argmax(under))] += 1
     picks = [
         rng.choice(np.flatnonzero(codes == c), size=int(t), replace=False)
         for c, t in enumerate(take)

@@ -13,7 +13,7 @@ from latentdiag.metrics._validation import (
 )
 from latentdiag.metrics.discretize import discretize_factors
 
-__all__ = ["factor_vae_score"]
+__all__ = ["factor_vae_score", "factor_vae_votes"]
 
 
 def _votes(
@@ -51,6 +51,56 @@ def _votes(
             best = active_idx[np.argmin(local, axis=1)]
             np.add.at(votes, (np.full(best.shape, k), best), 1)
     return votes
+
+
+def factor_vae_votes(
+    X: Any,
+    factors: Any,
+    *,
+    batch_size: int = 64,
+    n_train: int = 10000,
+    n_eval: int = 5000,
+    n_variance: int = 10000,
+    prune_threshold: float = 0.05,
+    random_state: int | np.random.Generator | None = 0,
+) -> tuple[float, np.ndarray]:
+    """The FactorVAE score and its training votes (n_factors, n_codes), by full code index.
+
+    Arguments as :func:`factor_vae_score`; ``votes[k, j]`` counts how often code j had the
+    least variance with factor k fixed, so ``votes.argmax(axis=1)`` names each factor's code.
+
+    Raises:
+        MetricInputError: As :func:`factor_vae_score`.
+    """
+    from latentdiag.errors import MetricInputError
+
+    arr, fac = check_codes_and_factors(X, factors, metric="the FactorVAE score", min_samples=4)
+    rng = check_random_state(random_state)
+    bs = check_positive_int(batch_size, "batch_size", minimum=2)
+    ys = discretize_factors(fac)
+    usable = [
+        k
+        for k in range(ys.shape[1])
+        if np.unique(ys[:, k]).shape[0] >= 2 and np.bincount(ys[:, k]).max() >= 2
+    ]
+    if not usable:
+        raise MetricInputError(
+            "the FactorVAE score needs a factor that varies and has a value shared by two "
+            "rows; none has."
+        )
+    n = arr.shape[0]
+    rows = rng.choice(n, size=min(n, check_positive_int(n_variance, "n_variance")), replace=False)
+    std = arr[rows].std(axis=0, ddof=1) if rows.shape[0] > 1 else np.zeros(arr.shape[1])
+    if std.max() <= 0:
+        return 0.0, np.zeros((ys.shape[1], arr.shape[1]), dtype=np.int64)
+    active = std >= prune_threshold * std.max()
+    Xn = np.zeros_like(arr)
+    Xn[:, active] = arr[:, active] / std[active]
+    train = _votes(Xn, active, ys, usable, check_positive_int(n_train, "n_train"), bs, rng)
+    evals = _votes(Xn, active, ys, usable, check_positive_int(n_eval, "n_eval"), bs, rng)
+    assign = np.argmax(train, axis=0)  # (codes,) the factor each code votes for most
+    correct = evals[assign, np.arange(arr.shape[1])].sum()
+    return float(correct / evals.sum()), train
 
 
 def factor_vae_score(
@@ -96,32 +146,13 @@ def factor_vae_score(
     References:
         H. Kim and A. Mnih, "Disentangling by Factorising", ICML 2018.
     """
-    from latentdiag.errors import MetricInputError
-
-    arr, fac = check_codes_and_factors(X, factors, metric="the FactorVAE score", min_samples=4)
-    rng = check_random_state(random_state)
-    bs = check_positive_int(batch_size, "batch_size", minimum=2)
-    ys = discretize_factors(fac)
-    usable = [
-        k
-        for k in range(ys.shape[1])
-        if np.unique(ys[:, k]).shape[0] >= 2 and np.bincount(ys[:, k]).max() >= 2
-    ]
-    if not usable:
-        raise MetricInputError(
-            "the FactorVAE score needs a factor that varies and has a value shared by two "
-            "rows; none has."
-        )
-    n = arr.shape[0]
-    rows = rng.choice(n, size=min(n, check_positive_int(n_variance, "n_variance")), replace=False)
-    std = arr[rows].std(axis=0, ddof=1) if rows.shape[0] > 1 else np.zeros(arr.shape[1])
-    if std.max() <= 0:
-        return 0.0
-    active = std >= prune_threshold * std.max()
-    Xn = np.zeros_like(arr)
-    Xn[:, active] = arr[:, active] / std[active]
-    train = _votes(Xn, active, ys, usable, check_positive_int(n_train, "n_train"), bs, rng)
-    evals = _votes(Xn, active, ys, usable, check_positive_int(n_eval, "n_eval"), bs, rng)
-    assign = np.argmax(train, axis=0)  # (codes,) factor each code votes for most
-    correct = evals[assign, np.arange(arr.shape[1])].sum()
-    return float(correct / evals.sum())
+    return factor_vae_votes(
+        X,
+        factors,
+        batch_size=batch_size,
+        n_train=n_train,
+        n_eval=n_eval,
+        n_variance=n_variance,
+        prune_threshold=prune_threshold,
+        random_state=random_state,
+    )[0]
