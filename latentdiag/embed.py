@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int, int], None]
+_BLOCK_ROWS = 16384  # rows per committed block (the store's chunk length)
 
 # Keys of the job identity that must match for a .partial file to be resumed.
 _JOB_KEYS = (
@@ -167,6 +168,9 @@ class _Batch:
     factors: np.ndarray | None  # (B, f) float32
     sample_ids: list[str]
     index: np.ndarray  # (B,) int64, positions in the data
+
+
+_NO_IMAGES = np.zeros((0, 0, 0, 0), dtype=np.float32)
 
 
 def _array_view(dataset: ImageDataset) -> tuple[ArrayDataset, np.ndarray | None] | None:
@@ -510,7 +514,8 @@ def embed(
     if workers is not None and workers < 0:
         raise ConfigError(f"--workers must be 0 or more; got {workers}.")
     if block_rows is None:
-        block_rows = max(1, 4096 // batch_size) * batch_size
+        # Blocks of ~16k rows fill whole HDF5 chunks: each is compressed once.
+        block_rows = max(1, _BLOCK_ROWS // batch_size) * batch_size
     elif block_rows < batch_size or block_rows % batch_size:
         raise ConfigError(
             f"block_rows ({block_rows}) must be a multiple of the batch size ({batch_size})."
@@ -565,7 +570,6 @@ def embed(
         saved = prov.get("nonfinite")
         if isinstance(saved, dict):
             nonfinite.update({k: int(v) for k, v in saved.items() if k in nonfinite})
-    resumed = first
     provenance: dict[str, Any] = {
         **{k: v for k, v in runner.describe().items() if not k.endswith("_version")},
         "data_source": dataset.source,
@@ -593,102 +597,190 @@ def embed(
     else:
         source = _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers)
 
-    pending: list[tuple[np.ndarray, np.ndarray | None, _Batch]] = []
-    pending_rows = 0
+    def new_writer(latent_dim: int, has_logvar: bool) -> LatentWriter:
+        return LatentWriter(
+            out,
+            latent_dim=latent_dim,
+            has_logvar=has_logvar,
+            label_names=dataset.label_names if dataset.has_labels else None,
+            factor_names=dataset.factor_names if dataset.has_factors else None,
+            sample_ids=True,
+            index=True,
+            partitions=runner.partitions,
+            provenance={**provenance, "outputs": runner.outputs},
+            overwrite=overwrite,
+        )
+
+    sink = _Sink(new_writer, writer, block_rows=block_rows, nonfinite=nonfinite)
     done = first
     t0 = time.perf_counter()
-
-    def commit() -> None:
-        nonlocal pending, pending_rows
-        assert writer is not None
-        if not pending:
-            return
-        mus = np.concatenate([p[0] for p in pending])
-        lvs = [p[1] for p in pending if p[1] is not None]
-        batches = [p[2] for p in pending]
-        writer.set_provenance(nonfinite=dict(nonfinite))
-        writer.append(
-            mus,
-            logvar=np.concatenate(lvs) if writer.has_logvar else None,
-            labels=np.concatenate([b.labels for b in batches]) if dataset.has_labels else None,
-            factors=np.concatenate([b.factors for b in batches]) if dataset.has_factors else None,
-            sample_ids=[s for b in batches for s in b.sample_ids],
-            index=np.concatenate([b.index for b in batches]),
-        )
-        pending, pending_rows = [], 0
-
     try:
         if progress is not None:
             progress(done, rows.count)
         for batch in source:
             mu, logvar = runner.run(batch.images, batch.labels)
-            if mu.shape[0] != batch.images.shape[0]:
-                raise ModelError(
-                    f"the model returned {mu.shape[0]} rows for a batch of "
-                    f"{batch.images.shape[0]}; it must return one latent per image."
-                )
-            bad_mu = ~np.isfinite(mu)
-            bad_rows = bad_mu.any(axis=1)
-            nonfinite["mu"] += int(bad_mu.sum())
-            if logvar is not None:
-                bad_lv = ~np.isfinite(logvar)
-                nonfinite["logvar"] += int(bad_lv.sum())
-                bad_rows |= bad_lv.any(axis=1)
-            nonfinite["rows"] += int(bad_rows.sum())
-            if writer is None:
-                writer = LatentWriter(
-                    out,
-                    latent_dim=int(mu.shape[1]),
-                    has_logvar=logvar is not None,
-                    label_names=dataset.label_names if dataset.has_labels else None,
-                    factor_names=dataset.factor_names if dataset.has_factors else None,
-                    sample_ids=True,
-                    index=True,
-                    partitions=runner.partitions,
-                    provenance={**provenance, "outputs": runner.outputs},
-                    overwrite=overwrite,
-                )
-            elif mu.shape[1] != writer.latent_dim or (logvar is not None) != writer.has_logvar:
-                raise ModelError(
-                    f"the model's output changed shape: {mu.shape[1]} latent dims now, "
-                    f"{writer.latent_dim} in {writer.partial}."
-                )
-            pending.append((mu, logvar, batch))
-            pending_rows += mu.shape[0]
+            sink.add(mu, logvar, batch)
             done += mu.shape[0]
-            if pending_rows >= block_rows:
-                commit()
             if progress is not None:
                 progress(done, rows.count)
-        assert writer is not None  # rows.count > 0: a batch ran, or a partial was resumed
-        commit()
-        writer.set_provenance(nonfinite=dict(nonfinite))
-        if (nonfinite["mu"] or nonfinite["logvar"]) and not allow_nonfinite:
-            raise ModelError(
-                f"the model produced {nonfinite['mu'] + nonfinite['logvar']:,} non-finite values "
-                f"(NaN or inf: {nonfinite['mu']:,} in mu, {nonfinite['logvar']:,} in logvar) in "
-                f"{nonfinite['rows']:,} of {rows.count:,} rows; they are kept in "
-                f"{writer.partial}: run the same command with --allow-nonfinite to finish the "
-                "file with them, or fix the model or its input (--normalize)."
-            )
-        has_logvar, latent_dim, n_rows = writer.has_logvar, writer.latent_dim, writer.n_rows
-        writer.finalize()
+        summary = sink.finish(allow_nonfinite=allow_nonfinite, total=rows.count)
     finally:
         if prefetch is not None:
             prefetch.close()
-        if writer is not None:
-            writer.close()
+        sink.close()
     return EmbedResult(
         path=out,
-        n_rows=n_rows,
-        latent_dim=latent_dim,
-        has_logvar=has_logvar,
+        n_rows=summary["n_rows"],
+        latent_dim=summary["latent_dim"],
+        has_logvar=summary["has_logvar"],
         device=runner.device,
-        resumed_rows=resumed,
+        resumed_rows=first,
         seconds=time.perf_counter() - t0,
         shard=shard,
         nonfinite={"mu": nonfinite["mu"], "logvar": nonfinite["logvar"]},
     )
+
+
+class _Sink:
+    """Collects model outputs into blocks and appends them to the latents file.
+
+    The file is created on the first batch (its latent dimension is known only then). Blocks
+    are appended by a writer thread, so compression and I/O overlap with the model; a block
+    is committed (and can be resumed from) once its append returns. Non-finite values are
+    counted as rows arrive and saved with each block, so a resumed run keeps the count.
+    """
+
+    def __init__(
+        self,
+        new_writer: Callable[[int, bool], LatentWriter],
+        writer: LatentWriter | None,
+        *,
+        block_rows: int,
+        nonfinite: dict[str, int],
+    ) -> None:
+        self._new_writer = new_writer
+        self.writer = writer
+        self.block_rows = block_rows
+        self.nonfinite = nonfinite
+        self._pending: list[tuple[np.ndarray, np.ndarray | None, _Batch]] = []
+        self._pending_rows = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._shape = None if writer is None else (writer.latent_dim, writer.has_logvar)
+        if writer is not None:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        assert self.writer is not None
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is not None:
+                continue  # a write failed: drain without writing
+            try:
+                self.writer.set_provenance(nonfinite=block.pop("nonfinite"))
+                self.writer.append(**block)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+    def add(self, mu: np.ndarray, logvar: np.ndarray | None, batch: _Batch) -> None:
+        if mu.ndim != 2 or mu.shape[0] != batch.images.shape[0]:
+            raise ModelError(
+                f"the model returned mu of shape {tuple(mu.shape)} for a batch of "
+                f"{batch.images.shape[0]} images; it must return one latent vector per image."
+            )
+        bad = ~np.isfinite(mu)
+        self.nonfinite["mu"] += int(bad.sum())
+        bad_rows = bad.any(axis=1)
+        if logvar is not None:
+            bad_lv = ~np.isfinite(logvar)
+            self.nonfinite["logvar"] += int(bad_lv.sum())
+            bad_rows |= bad_lv.any(axis=1)
+        self.nonfinite["rows"] += int(bad_rows.sum())
+        shape = (int(mu.shape[1]), logvar is not None)
+        if self._shape is None:
+            self.writer = self._new_writer(*shape)
+            self._shape = shape
+            self._start()
+        elif shape != self._shape:
+            raise ModelError(
+                f"the model's output changed: {shape[0]} latent dims (logvar: {shape[1]}) now, "
+                f"{self._shape[0]} (logvar: {self._shape[1]}) in the file being written."
+            )
+        # Keep the rows' outputs and metadata, never the images: memory stays one block.
+        self._pending.append((mu, logvar, replace(batch, images=_NO_IMAGES)))
+        self._pending_rows += mu.shape[0]
+        if self._pending_rows >= self.block_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._pending:
+            return
+        batches = [p[2] for p in self._pending]
+        lvs = [p[1] for p in self._pending if p[1] is not None]
+        labels = [b.labels for b in batches if b.labels is not None]
+        factors = [b.factors for b in batches if b.factors is not None]
+        block: dict[str, Any] = {
+            "mu": np.concatenate([p[0] for p in self._pending]),
+            "logvar": np.concatenate(lvs) if lvs else None,
+            "labels": np.concatenate(labels) if labels else None,
+            "factors": np.concatenate(factors) if factors else None,
+            "sample_ids": [s for b in batches for s in b.sample_ids],
+            "index": np.concatenate([b.index for b in batches]),
+            "nonfinite": dict(self.nonfinite),
+        }
+        self._pending, self._pending_rows = [], 0
+        self._queue.put(block)
+
+    def _join(self, *, raise_error: bool = True) -> None:
+        """Let the writer thread write every queued block, then stop it."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._thread = None
+        if self._error is not None and raise_error:
+            error, self._error = self._error, None
+            raise error
+
+    def finish(self, *, allow_nonfinite: bool, total: int) -> dict[str, Any]:
+        """Write what is left and finalize the file, unless it holds non-finite values."""
+        self._flush()
+        self._join()
+        writer = self.writer
+        assert writer is not None  # total > 0: a batch ran, or a partial was resumed
+        writer.set_provenance(nonfinite=dict(self.nonfinite))
+        nf = self.nonfinite
+        if (nf["mu"] or nf["logvar"]) and not allow_nonfinite:
+            raise ModelError(
+                f"the model produced {nf['mu'] + nf['logvar']:,} non-finite values (NaN or inf: "
+                f"{nf['mu']:,} in mu, {nf['logvar']:,} in logvar) in {nf['rows']:,} of "
+                f"{total:,} rows; they are kept in {writer.partial}: run the same command with "
+                "--allow-nonfinite to finish the file with them, or fix the model or its input "
+                "(--normalize)."
+            )
+        summary = {
+            "n_rows": writer.n_rows,
+            "latent_dim": writer.latent_dim,
+            "has_logvar": writer.has_logvar,
+        }
+        writer.finalize()
+        return summary
+
+    def close(self) -> None:
+        """On any exit: commit what was queued (an interrupted run keeps it), close the file."""
+        try:
+            self._join(raise_error=False)  # finish() raised any write error already
+        finally:
+            if self.writer is not None:
+                self.writer.close()
 
 
 def unfinished_rows(out: str | os.PathLike[str]) -> int | None:

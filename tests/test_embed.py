@@ -263,7 +263,9 @@ def test_resume_after_kill(tmp_path, onnx_model):
     run = [sys.executable, str(script)]
     killed = subprocess.run([*run, str(tmp_path / "z.h5"), "100"], capture_output=True)
     assert killed.returncode == -9
-    assert unfinished_rows(tmp_path / "z.h5") == 96
+    # Blocks are committed by a writer thread: the kill may land before the last ones.
+    kept = unfinished_rows(tmp_path / "z.h5")
+    assert kept is not None and kept % 32 == 0 and kept <= 96
     subprocess.run([*run, str(tmp_path / "z.h5"), "0"], check=True)
     subprocess.run([*run, str(tmp_path / "whole.h5"), "0"], check=True)
     assert_same_file(tmp_path / "whole.h5", tmp_path / "z.h5")
