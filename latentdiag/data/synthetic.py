@@ -71,9 +71,17 @@ STRUCTURE_MEANING = {
 }
 
 _WINDOW_STD = 0.18  # the standard deviation every image is windowed to before contrast
-_CHUNK = 256  # images per batch: keeps temporaries in cache; fixed so output never depends on it
+# Images rendered per batch: about 2**16 pixels (64 px: 16 images, 4 per modality). Bigger
+# batches make temporaries big enough that glibc's malloc hands them back to the OS after each
+# use, and page faults then cost more than the rendering. The batch depends only on the size,
+# so the output depends only on (n, size, channels, seed).
+_CHUNK: int | None = None  # None: from the size; the benchmark sets 1 to time one-by-one
 _N_EXTRA = 16  # per-image uniforms each renderer may use for its own unrecorded variation
 _MAX_SIZE = 512
+
+
+def _chunk_for(size: int) -> int:
+    return _CHUNK or int(np.clip(2**16 // (size * size), 4, 128))
 
 
 @dataclass
@@ -139,8 +147,9 @@ def generate_synthetic(
     hash_seeds = rng.integers(0, 2**31 - 1, size=n, dtype=np.int64).astype(np.uint32)
 
     images = np.empty((n, channels, size, size), dtype=np.uint8)
-    for chunk, start in enumerate(range(0, n, _CHUNK)):
-        stop = min(start + _CHUNK, n)
+    step = _chunk_for(size)
+    for chunk, start in enumerate(range(0, n, step)):
+        stop = min(start + step, n)
         noise_rng = np.random.default_rng([seed, 0x0015E, chunk])
         images[start:stop] = _render_chunk(
             labels[start:stop],
