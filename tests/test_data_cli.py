@@ -145,6 +145,14 @@ def test_preview_bad_output_suffix(runner: CliRunner, tmp_path: Path) -> None:
     )
 
 
+def test_preview_needs_at_least_one_image_per_label(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "g.png"
+    result = runner.invoke(cli, ["data", "preview", "digits", "-o", str(out), "--per-label", "0"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: images per label must be at least 1; got 0."
+    assert not out.exists()
+
+
 def test_data_help_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
