@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,12 @@ def _write_latents(path: Path, n: int, d: int, k: int, seed: int) -> None:
     write_latents(path, mu, logvar=logvar, labels=labels, label_names=names[:k])
 
 
+def _child_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -90,9 +97,10 @@ def main() -> None:
         cmd += ["--plot-sample", str(args.plot_sample)]
         for m in methods:
             cmd += ["--projection", m]
-        t0 = time.perf_counter()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        t0, c0 = time.perf_counter(), _child_cpu()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        ours = time.perf_counter() - t0
+        ours, ours_cpu = time.perf_counter() - t0, _child_cpu() - c0
         html = Path(tmp) / "report" / "report.html"
         size_mb = html.stat().st_size / 1e6
         figures = len(list((Path(tmp) / "report" / "figures").rglob("*.png")))
@@ -100,7 +108,7 @@ def main() -> None:
         print(
             f"latentdiag report: {args.n:,} × {args.d}, {args.labels} labels, logvar; "
             f"projections {', '.join(methods) or 'none'} on {args.plot_sample:,} rows; "
-            f"{os.cpu_count()} CPUs"
+            f"{os.cpu_count()} CPUs, load average {load:.1f} at the start"
         )
         print(
             f"  latentdiag report  {ours:7.1f} s  ({figures} figures, report.html {size_mb:.1f} MB)"
@@ -109,16 +117,23 @@ def main() -> None:
             return
         peer_out = Path(tmp) / "peer"
         peer_out.mkdir()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _child_cpu()
         subprocess.run(
             [sys.executable, "-c", PEER, str(lat), str(peer_out), str(args.plot_sample),
              ",".join(methods)],
             check=True,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        peer = time.perf_counter() - t0
-        print(f"  bare sklearn/umap  {peer:7.1f} s  ({len(methods)} scatter plots, 3 scores)")
-        print(f"  ratio latentdiag / bare script: {ours / peer:.2f}")
+        peer, peer_cpu = time.perf_counter() - t0, _child_cpu() - c0
+        print(
+            f"  bare sklearn/umap  {peer:7.1f} s wall, {peer_cpu:6.1f} s CPU  "
+            f"({len(methods)} scatter plots, 3 scores)"
+        )
+        print(
+            f"  ratio latentdiag / bare script: {ours / peer:.2f} wall, "
+            f"{ours_cpu / peer_cpu:.2f} CPU"
+        )
 
 
 if __name__ == "__main__":

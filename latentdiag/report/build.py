@@ -32,7 +32,13 @@ from latentdiag.errors import ReportError
 from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
-from latentdiag.report.sections import Extras, FileReport, analyse_file
+from latentdiag.report.sections import (
+    Extras,
+    FileReport,
+    draw_file,
+    measure_file,
+    shared_limits,
+)
 from latentdiag.store import LatentStore
 
 __all__ = ["DEFAULT_SAMPLE", "ReportResult", "build_report", "default_names"]
@@ -194,24 +200,33 @@ def build_report(
             stores.append(LatentStore(p))
         _check_requirement_keys(requirements, stores)
         style = LabelStyle.from_names(s.label_names if s.has_labels else None for s in stores)
-        reports: list[FileReport] = []
-        projector_text: list[tuple[str, str, str]] = []
-        for store, name in zip(stores, chosen, strict=True):
-            report = analyse_file(
+        reports = [
+            measure_file(
                 store,
                 name,
-                style=style,
-                projections=methods,
-                sample=sample,
                 metrics_sample=metrics_sample,
                 seed=seed,
                 device=device,
-                extras=extras,
                 progress=say,
             )
-            reports.append(report)
+            for store, name in zip(stores, chosen, strict=True)
+        ]
+        limits = shared_limits(reports)
+        projector_text: list[tuple[str, str, str]] = []
+        for store, report in zip(stores, reports, strict=True):
+            draw_file(
+                report,
+                store,
+                style=style,
+                projections=methods,
+                sample=sample,
+                seed=seed,
+                extras=extras,
+                limits=limits,
+                progress=say,
+            )
             if export_projector:
-                projector_text.append((name, *_projector_files(store, seed)))
+                projector_text.append((report.name, *_projector_files(store, seed)))
     finally:
         for s in stores:
             s.close()

@@ -183,14 +183,23 @@ def projection_figure(
     return fig
 
 
-def centroid_heatmap(matrix: np.ndarray, label_names: Sequence[str], *, title: str) -> Figure:
-    """Heatmap of the Euclidean distances between label centroids, values written in cells."""
+def centroid_heatmap(
+    matrix: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    vmax: float | None = None,
+    title: str,
+) -> Figure:
+    """Heatmap of the Euclidean distances between label centroids, values written in cells.
+
+    ``vmax`` fixes the top of the colour scale, so compared files share one scale.
+    """
     m = np.asarray(matrix, dtype=float)
     k = m.shape[0]
     size = float(np.clip(2.5 + 0.45 * k, 4.0, 9.0))
     fig = _figure(size + 1.2, size)
     ax = fig.add_subplot()
-    im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmin=0.0)
+    im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=vmax)
     names = [plain(n, 18) for n in label_names]
     ax.set_xticks(range(k), names, rotation=45, ha="right")
     ax.set_yticks(range(k), names)
@@ -198,7 +207,7 @@ def centroid_heatmap(matrix: np.ndarray, label_names: Sequence[str], *, title: s
     ax.set_ylabel("label")
     if k <= 12:
         finite = m[np.isfinite(m)]
-        top = float(finite.max()) if finite.size else 0.0
+        top = vmax if vmax is not None else (float(finite.max()) if finite.size else 0.0)
         for i in range(k):
             for j in range(k):
                 value = m[i, j]
@@ -305,9 +314,13 @@ def mi_per_dim_figure(
     *,
     n_labels: int | None,
     partitions: Mapping[str, tuple[int, int]] | None = None,
+    ymax: float | None = None,
     title: str,
 ) -> Figure:
-    """Bars of the mutual information between each latent dimension and the label."""
+    """Bars of the mutual information between each latent dimension and the label.
+
+    ``ymax`` fixes the top of the axis, so compared files share one scale.
+    """
     values = np.asarray(mi, dtype=float)
     d = values.size
     fig = _figure(float(np.clip(3.0 + 0.18 * d, 6.4, 12.0)), 3.8)
@@ -318,6 +331,8 @@ def mi_per_dim_figure(
         bound = float(np.log(n_labels))
         ax.axhline(bound, color="#D55E00", ls="--", lw=1.2, label=f"most possible: ln {n_labels}")
     _dim_ticks(ax, d)
+    if ymax:
+        ax.set_ylim(0, ymax * 1.08)
     ax.set_xlabel("latent dimension j")
     ax.set_ylabel("mutual information (nats)")
     ax.legend(loc="upper right", fontsize=8)
@@ -331,6 +346,7 @@ def kl_per_dim_figure(
     *,
     active: Sequence[bool] | None = None,
     partitions: Mapping[str, tuple[int, int]] | None = None,
+    ymax: float | None = None,
     title: str,
 ) -> Figure:
     """Bars of the mean KL(q(z_j | x) ‖ N(0, 1)) of each latent dimension.
@@ -339,6 +355,7 @@ def kl_per_dim_figure(
         kl: One value per dimension, in nats.
         active: Which dimensions are active units; inactive ones are drawn grey.
         partitions: Named subspaces, shaded behind the bars.
+        ymax: Top of the axis, shared by compared files.
         title: Figure title.
 
     Returns:
@@ -367,6 +384,8 @@ def kl_per_dim_figure(
             )
         ax.legend(loc="upper right", fontsize=8)
     _dim_ticks(ax, d)
+    if ymax:
+        ax.set_ylim(0, ymax * 1.08)
     ax.set_xlabel("latent dimension j")
     ax.set_ylabel("KL to the prior (nats, mean over samples)")
     _grid(ax, "y")
@@ -374,13 +393,19 @@ def kl_per_dim_figure(
     return fig
 
 
-def factor_mi_heatmap(matrix: np.ndarray, factor_names: Sequence[str], *, title: str) -> Figure:
+def factor_mi_heatmap(
+    matrix: np.ndarray,
+    factor_names: Sequence[str],
+    *,
+    vmax: float | None = None,
+    title: str,
+) -> Figure:
     """Heatmap of the mutual information between each factor (rows) and latent dimension."""
     m = np.asarray(matrix, dtype=float)
     f, d = m.shape
     fig = _figure(float(np.clip(3.0 + 0.3 * d, 6.4, 12.0)), float(np.clip(2.2 + 0.35 * f, 3.5, 9)))
     ax = fig.add_subplot()
-    im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmin=0.0, aspect="auto")
+    im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=vmax, aspect="auto")
     ax.set_yticks(range(f), [plain(n, 20) for n in factor_names])
     step = max(1, int(np.ceil(d / 32)))
     ax.set_xticks(range(0, d, step))

@@ -88,18 +88,18 @@ def verdict(path: str, value: Any, report: FileReport) -> str:
     if path == "separation.silhouette":
         # Bands of Kaufman & Rousseeuw, "Finding Groups in Data" (1990), ch. 2.
         if v > 0.70:
-            return "strong structure: the labels form clear, well separated clusters"
+            return "strong structure, the labels form clear, well separated clusters"
         if v > 0.50:
-            return "reasonable structure: the labels form clear clusters"
+            return "reasonable structure, the labels form clear clusters"
         if v > 0.25:
-            return "weak structure: the label clusters overlap a good deal"
-        return "no substantial structure: the labels overlap"
+            return "weak structure, the label clusters overlap a good deal"
+        return "no substantial structure, the labels overlap"
     if path in ("separation.knn_accuracy", "separation.linear_probe_accuracy"):
         chance = report.chance_accuracy
         if chance is None:
             return ""
         if v <= chance + 0.05 * (1 - chance):
-            return f"about chance ({fmt_value(chance)}): the label cannot be read from the latents"
+            return f"about chance ({fmt_value(chance)}), the label cannot be read from the latents"
         return f"chance would be {fmt_value(chance)}"
     if path == "information.active_units":
         return f"{int(v)} of {report.latent_dim} dimensions carry information"
@@ -241,15 +241,18 @@ class _Page:
             info = METRICS[path]
             words = verdict(path, value, f)
             self.w(
-                f'<li><span class="mname">{esc(info.title)}</span> '
+                f'<li><span class="mname" title="{esc(info.explanation)}">{esc(info.title)}</span> '
                 f'<span class="value">{esc(fmt_value(value))}</span>{esc(_interval(f, path))} '
                 f'<span class="dir">({esc(_direction(info))}; {esc(info.range)})</span>'
                 + (f'<span class="words">: {esc(words)}</span>' if words else "")
                 + self.outcome_badges(f, path)
-                + self.doc_link(info)
                 + "</li>"
             )
         self.w("</ul>")
+        self.w(
+            '<p class="explain">Hover a metric for its meaning; the tables below explain each '
+            "one and link to its definition in docs/metrics.md.</p>"
+        )
 
     def summary_many(self) -> None:
         base = self.files[0]
@@ -268,8 +271,8 @@ class _Page:
                 info = METRICS[path]
                 v0 = get_path(base.metrics, path)
                 self.w(
-                    f'<tr><td><span class="mname">{esc(info.title)}</span>'
-                    f"{self.doc_link(info)}</td><td>{esc(info.direction or '')}</td>"
+                    f'<tr><td><span class="mname" title="{esc(info.explanation)}">'
+                    f"{esc(info.title)}</span></td><td>{esc(info.direction or '')}</td>"
                     f'<td class="num">{esc(fmt_value(v0))}{self.outcome_badges(base, path)}</td>'
                 )
                 for f in self.files[1:]:
@@ -280,6 +283,10 @@ class _Page:
                     )
                 self.w("</tr>")
             self.w("</table>")
+            self.w(
+                '<p class="explain">Hover a metric for its meaning; the tables below explain '
+                "each one and link to its definition in docs/metrics.md.</p>"
+            )
         words = []
         for f in self.files:
             said = [

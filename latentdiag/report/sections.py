@@ -9,7 +9,7 @@ the gap rather than failing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,9 @@ __all__ = [
     "Extras",
     "FileReport",
     "Panel",
-    "analyse_file",
+    "draw_file",
+    "measure_file",
+    "shared_limits",
 ]
 
 # A callback that adds reference-model images for a file: a list of (title, caption, image),
@@ -88,6 +90,9 @@ class FileReport:
     metrics: dict[str, Any]
     sample_size: int
     panels: list[Panel] = field(default_factory=list)
+    # (f, d) factor × dimension mutual information and the rows it was estimated on.
+    factor_mi: np.ndarray | None = None
+    mi_rows: int = 0
 
     @property
     def n_labels(self) -> int:
@@ -104,50 +109,39 @@ class FileReport:
         return max(counts) / sum(counts) if len(counts) > 1 else None
 
 
-def analyse_file(
+def measure_file(
     store: LatentStore,
     name: str,
     *,
-    style: LabelStyle,
-    projections: Sequence[str],
-    sample: int,
     metrics_sample: int | None,
     seed: int,
     device: str,
-    extras: Extras | None,
     progress: Callable[[str], None],
 ) -> FileReport:
-    """Compute the metrics and draw the figures of one latents file.
+    """Compute the metrics of one latents file (figures come later, from :func:`draw_file`).
 
     Args:
         store: The open latents file.
         name: How the report names the file.
-        style: Label colours shared by the whole report.
-        projections: Projection methods to draw.
-        sample: Rows in the stratified sample that projections and silhouette bars use.
         metrics_sample: Passed to ``compute_metrics(sample=...)``.
         seed: Seed of every random choice.
         device: Passed to ``compute_metrics(device=...)``.
-        extras: Reference-model images callback.
         progress: Receives one line per step.
 
     Returns:
-        The file's :class:`FileReport`.
+        The file's :class:`FileReport`, without panels yet.
 
     Raises:
         LatentDiagError: The file cannot be read or its arrays are not valid metric input.
     """
     from latentdiag.metrics.suite import compute_metrics
-    from latentdiag.report import figures as fg
 
     progress(f"{name}: reading {store.path}")
     mu = store.mu  # (n, d)
     labels = store.labels  # (n,) or None
-    logvar = store.logvar
     factors = store.factors
     label_names = store.label_names if labels is not None else None
     factor_names = store.factor_names if factors is not None else None
-    counts = store.label_counts() if labels is not None else None
     progress(f"{name}: computing metrics on {store.n_samples:,} × {store.latent_dim}")
     last: list[str] = []
 
@@ -160,7 +154,7 @@ def analyse_file(
         mu,
         labels=labels,
         label_names=label_names,
-        logvar=logvar,
+        logvar=store.logvar,
         factors=factors,
         factor_names=factor_names,
         partitions=store.partitions or None,
@@ -169,21 +163,90 @@ def analyse_file(
         device=device,
         progress=metric_progress,
     )
-    rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
     report = FileReport(
         name=name,
         path=str(store.path),
         n_samples=store.n_samples,
         latent_dim=store.latent_dim,
         label_names=label_names,
-        label_counts=counts,
-        has_logvar=logvar is not None,
+        label_counts=store.label_counts() if labels is not None else None,
+        has_logvar=store.has_logvar,
         factor_names=factor_names,
         partitions=dict(store.partitions),
         provenance=dict(store.provenance),
         metrics=metrics,
-        sample_size=int(rows.size),
+        sample_size=0,
     )
+    if factors is not None:
+        progress(f"{name}: factor × dimension mutual information")
+        rows = stratified_sample(store.n_samples, _MI_ROWS, random_state=seed)
+        report.mi_rows = int(rows.size)
+        report.factor_mi = _factor_mi_matrix(mu[rows], factors[rows])
+    return report
+
+
+def shared_limits(reports: Sequence[FileReport]) -> dict[str, float]:
+    """Axis and colour limits shared by compared files, so side-by-side panels read alike."""
+    limits: dict[str, float] = {}
+
+    def grow(key: str, values: Any) -> None:
+        arr = np.asarray(values, dtype=float)
+        arr = arr[np.isfinite(arr)]
+        if arr.size:
+            limits[key] = max(limits.get(key, 0.0), float(arr.max()))
+
+    for r in reports:
+        m = r.metrics
+        for key, path in (
+            ("kl", "information.kl_per_dim"),
+            ("mi", "information.mi_per_dim"),
+            ("centroids", "separation.centroid_distance.matrix"),
+        ):
+            value = get_path(m, path)
+            if value is not None:
+                grow(key, value)
+        if r.n_labels > 1:
+            grow("mi", [np.log(r.n_labels)])
+        if r.factor_mi is not None:
+            grow("factor-mi", r.factor_mi)
+    return limits
+
+
+def draw_file(
+    report: FileReport,
+    store: LatentStore,
+    *,
+    style: LabelStyle,
+    projections: Sequence[str],
+    sample: int,
+    seed: int,
+    extras: Extras | None,
+    limits: Mapping[str, float],
+    progress: Callable[[str], None],
+) -> None:
+    """Draw every figure of one measured file into ``report.panels``.
+
+    Args:
+        report: The file's measurements, from :func:`measure_file`.
+        store: The open latents file.
+        style: Label colours shared by the whole report.
+        projections: Projection methods to draw.
+        sample: Rows in the stratified sample that projections and silhouette bars use.
+        seed: Seed of every random choice.
+        extras: Reference-model images callback.
+        limits: Shared axis limits, from :func:`shared_limits`.
+        progress: Receives one line per step.
+    """
+    from latentdiag.report import figures as fg
+
+    name, metrics = report.name, report.metrics
+    mu = store.mu  # (n, d)
+    labels = store.labels if report.label_names is not None else None
+    logvar_present = report.has_logvar
+    label_names = report.label_names
+    factor_names = report.factor_names
+    rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
+    report.sample_size = int(rows.size)
     sample_labels = labels[rows] if labels is not None else None
     sample_note = (
         f"Drawn on a stratified sample of {rows.size:,} of {store.n_samples:,} rows "
@@ -226,7 +289,10 @@ def analyse_file(
         present = _present_names(report)
         if matrix is not None:
             fig = fg.centroid_heatmap(
-                np.asarray(matrix, dtype=float), present, title="Distance between label centroids"
+                np.asarray(matrix, dtype=float),
+                present,
+                vmax=limits.get("centroids"),
+                title="Distance between label centroids",
             )
             panels.append(
                 Panel(
@@ -260,6 +326,7 @@ def analyse_file(
             mi,
             n_labels=report.n_labels,
             partitions=report.partitions,
+            ymax=limits.get("mi"),
             title="Mutual information between each dimension and the label",
         )
         panels.append(
@@ -284,7 +351,7 @@ def analyse_file(
             )
         )
     kl = get_path(metrics, "information.kl_per_dim")
-    if logvar is None:
+    if not logvar_present:
         panels.append(
             Panel(
                 "information",
@@ -300,6 +367,7 @@ def analyse_file(
             kl,
             active=mask,
             partitions=report.partitions,
+            ymax=limits.get("kl"),
             title="KL divergence from the prior per dimension",
         )
         active = get_path(metrics, "information.active_units")
@@ -330,7 +398,7 @@ def analyse_file(
         )
 
     # -- disentanglement ------------------------------------------------------------------
-    if factors is None or factor_names is None:
+    if report.factor_mi is None or factor_names is None:
         panels.append(
             Panel(
                 "disentanglement",
@@ -341,11 +409,11 @@ def analyse_file(
             )
         )
     else:
-        progress(f"{name}: factor × dimension mutual information")
-        mi_rows = stratified_sample(store.n_samples, _MI_ROWS, random_state=seed)
-        mi_matrix = _factor_mi_matrix(mu[mi_rows], factors[mi_rows])
         fig = fg.factor_mi_heatmap(
-            mi_matrix, factor_names, title="Mutual information between factors and dimensions"
+            report.factor_mi,
+            factor_names,
+            vmax=limits.get("factor-mi"),
+            title="Mutual information between factors and dimensions",
         )
         panels.append(
             Panel(
@@ -355,7 +423,7 @@ def analyse_file(
                 "Each row is a ground-truth factor, each column a latent dimension. A "
                 "disentangled code has one bright cell per row and per column. Both sides "
                 "are binned as for MIG (20 equal-width bins), on "
-                f"{mi_rows.size:,} of {store.n_samples:,} rows.",
+                f"{report.mi_rows:,} of {store.n_samples:,} rows.",
                 fg.to_png(fig),
             )
         )
@@ -402,7 +470,6 @@ def analyse_file(
                         "reference", f"gallery-{i}", str(title), str(caption), fg.image_png(image)
                     )
                 )
-    return report
 
 
 def _present_names(report: FileReport) -> list[str]:
