@@ -251,3 +251,35 @@ def test_probes_need_two_samples_per_label() -> None:
     y[0] = 9
     with pytest.raises(MetricInputError, match="at least 2 samples per label; label 9 \\(1\\) has"):
         knn_accuracy(X, y)
+
+
+def test_silhouette_torch_fused_path_falls_back_when_it_cannot_compile(monkeypatch) -> None:
+    pytest.importorskip("torch")
+    from latentdiag.metrics import silhouette as sil_module
+
+    def broken(a, b):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(sil_module, "_COMPILED", {"cpu": broken})
+    X, y = blobs(n=150, d=5, k=3, spread=1.0)
+    np.testing.assert_allclose(
+        silhouette_samples(X, y, device="torch-cpu-compiled"),
+        skm.silhouette_samples(X, y),
+        atol=1e-12,
+    )
+    assert sil_module._COMPILED["cpu"] is None
+
+
+@pytest.mark.slow
+def test_silhouette_torch_compiled_path_equals_sklearn() -> None:
+    """The graph torch.compile fuses on a GPU, compiled here for the CPU (minutes to compile)."""
+    pytest.importorskip("torch")
+    from latentdiag.metrics import silhouette as sil_module
+
+    sil_module._COMPILED.pop("cpu", None)
+    X, y = blobs(n=300, d=7, k=3, spread=1.0)
+    np.testing.assert_allclose(
+        silhouette_samples(X, y, device="torch-cpu-compiled"),
+        skm.silhouette_samples(X, y),
+        atol=1e-12,
+    )

@@ -113,7 +113,7 @@ def _resolve_device(device: str) -> str:
     if device in ("cpu", "mps"):
         # MPS has no float64; the CPU kernel is exact and fast.
         return "cpu"
-    if device == "torch-cpu":  # the torch path on the CPU, for testing it against the kernel
+    if device in ("torch-cpu", "torch-cpu-compiled"):  # the torch path on the CPU, for tests
         return device
     raise MetricInputError(f"device must be auto, cpu, cuda or mps; got {device!r}.")
 
@@ -183,6 +183,42 @@ def _label_sums_numba(
     return acc.sum(axis=0)
 
 
+def _block_distance_sums(a: Any, b: Any) -> Any:
+    """(r,) Σ_j |a_i − b_j| for a (r, d) and b (m, d): distances from differences."""
+    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(dim=2).sqrt().sum(dim=1)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _block_fn(dev_type: str, compiled: bool) -> tuple[Any, bool]:
+    """The block function: eager, or fused by torch.compile (no (r, m, d) intermediate).
+
+    On CUDA the fused kernel reads each block once and never writes the differences to memory,
+    which is what makes n = 10^6 take seconds. torch.compile fails lazily, at the first call,
+    where its compiler is missing; the first failure switches to the eager version (the same
+    arithmetic, blocked to bound memory) for good.
+    """
+    if not compiled or _COMPILED.get(dev_type, True) is None:
+        return _block_distance_sums, False
+    if dev_type not in _COMPILED:
+        import torch
+
+        _COMPILED[dev_type] = torch.compile(_block_distance_sums, dynamic=True)
+    return _COMPILED[dev_type], True
+
+
+def _call_block(fn: Any, fused: bool, dev_type: str, a: Any, b: Any) -> tuple[Any, Any, bool]:
+    """``fn(a, b)``; a fused function that cannot compile is replaced by the eager one."""
+    if not fused:
+        return fn(a, b), fn, False
+    try:
+        return fn(a, b), fn, True
+    except Exception:  # no working compiler for torch.compile here
+        _COMPILED[dev_type] = None
+        return _block_distance_sums(a, b), _block_distance_sums, False
+
+
 def _label_sums_torch(
     XA: np.ndarray,
     XB: np.ndarray | None,
@@ -191,18 +227,26 @@ def _label_sums_torch(
     device: str,
     progress: Progress | None,
 ) -> np.ndarray:
-    """The same sums with torch, in row blocks, from exact differences (float64)."""
+    """The same sums with torch, in row blocks, from exact differences (float64).
+
+    ``device`` is a CUDA device (fused with torch.compile), ``torch-cpu`` (eager, for testing
+    against the numba kernel) or ``torch-cpu-compiled`` (the fused path on the CPU).
+    """
     import torch
 
-    dev = torch.device("cpu" if device == "torch-cpu" else device)
+    dev = torch.device(device if device.startswith("cuda") else "cpu")
+    want_compiled = dev.type == "cuda" or device == "torch-cpu-compiled"
+    fn, fused = _block_fn(dev.type, want_compiled)
     A = torch.as_tensor(np.ascontiguousarray(XA, dtype=np.float64), device=dev)
     B = A if XB is None else torch.as_tensor(np.ascontiguousarray(XB, dtype=np.float64), device=dev)
     n, d = A.shape
     out = torch.zeros((n, k), dtype=torch.float64, device=dev)
-    # (rows, cols, d) float64 intermediates of at most ~2^25 elements (256 MiB).
-    budget = 1 << 25 if dev.type == "cpu" else 1 << 28
-    block_cols = int(max(1, min(B.shape[0], budget // max(1, 64 * d))))
-    block_rows = int(max(1, min(n, budget // max(1, block_cols * d))))
+    if fused:  # nothing of size r·m·d is materialised: large blocks
+        block_rows, block_cols = min(n, 4096), min(B.shape[0], 1 << 17)
+    else:  # (rows, cols, d) float64 intermediates of at most 2^25 elements (256 MiB)
+        budget = 1 << 25
+        block_cols = int(max(1, min(B.shape[0], budget // max(1, 64 * d))))
+        block_rows = int(max(1, min(n, budget // max(1, block_cols * d))))
     steps = -(-n // block_rows)
     with torch.no_grad():
         for step, r0 in enumerate(range(0, n, block_rows)):
@@ -212,8 +256,14 @@ def _label_sums_torch(
                 total = torch.zeros(a.shape[0], dtype=torch.float64, device=dev)
                 for j0 in range(s, e, block_cols):
                     b = B[j0 : min(j0 + block_cols, e)]  # (m, d)
-                    diff = a[:, None, :] - b[None, :, :]  # (r, m, d)
-                    total += diff.square_().sum(dim=2).sqrt_().sum(dim=1)
+                    if not fused and b.shape[0] * a.shape[0] * d > (1 << 25):
+                        # fell back from fused to eager mid-way: keep the intermediates small
+                        step_rows = max(1, (1 << 25) // (b.shape[0] * d))
+                        for r1 in range(0, a.shape[0], step_rows):
+                            total[r1 : r1 + step_rows] += fn(a[r1 : r1 + step_rows], b)
+                        continue
+                    part, fn, fused = _call_block(fn, fused, dev.type, a, b)
+                    total += part
                 out[r0 : r0 + a.shape[0], c] = total
             if progress is not None:
                 progress((step + 1) / steps)
