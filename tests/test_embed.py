@@ -609,3 +609,27 @@ def test_help_lists_embed_and_merge():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_cli_ctrl_c_keeps_the_partial_file_and_says_how_to_resume(
+    tmp_path, onnx_model, npz, monkeypatch
+):
+    import latentdiag.embed
+
+    real = latentdiag.embed.embed
+
+    def interrupted(*args: Any, **kwargs: Any):
+        kwargs.update(batch_size=16, block_rows=16, progress=stop_after(40))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latentdiag.embed, "embed", interrupted)
+    out = tmp_path / "z.h5"
+    result = invoke("embed", str(onnx_model), str(npz), "-o", str(out))
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == (
+        f"Interrupted: 48 rows are kept in {out}.partial; run the same command to resume."
+    )
+    monkeypatch.setattr(latentdiag.embed, "embed", real)
+    result = invoke("embed", str(onnx_model), str(npz), "-o", str(out), "--batch-size", "16")
+    assert result.exit_code == 0, result.stderr
+    assert "resumed after 48 rows" in result.stdout
