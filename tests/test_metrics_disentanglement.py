@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from latentdiag.metrics import (
     dci,
@@ -214,3 +216,15 @@ def test_metrics_work_for_codes_unequal_to_factors() -> None:
     assert modularity(X, y) > 0.5
     assert factor_vae_score(X, y, n_train=500, n_eval=500) > 0.8
     assert mig(X[:, :2], y) < 0.5  # two codes cannot capture three factors
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000))
+def test_code_and_factor_order_do_not_matter(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=(300, 3)).astype(float)
+    X = np.column_stack([y[:, 1] + 0.1 * rng.normal(size=300), rng.normal(size=(300, 2)), y[:, 0]])
+    codes = rng.permutation(X.shape[1])
+    facs = rng.permutation(y.shape[1])
+    for fn in (mig, modularity, sap_score):
+        assert fn(X[:, codes], y[:, facs]) == pytest.approx(fn(X, y), abs=1e-12)

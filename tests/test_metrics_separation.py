@@ -255,31 +255,52 @@ def test_probes_need_two_samples_per_label() -> None:
 
 def test_silhouette_torch_fused_path_falls_back_when_it_cannot_compile(monkeypatch) -> None:
     pytest.importorskip("torch")
-    from latentdiag.metrics import silhouette as sil_module
+    from latentdiag.metrics import _silhouette_sums as sums_module
 
     def broken(a, b):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(sil_module, "_COMPILED", {"cpu": broken})
+    monkeypatch.setattr(sums_module, "_COMPILED", {"cpu": broken})
     X, y = blobs(n=150, d=5, k=3, spread=1.0)
     np.testing.assert_allclose(
         silhouette_samples(X, y, device="torch-cpu-compiled"),
         skm.silhouette_samples(X, y),
         atol=1e-12,
     )
-    assert sil_module._COMPILED["cpu"] is None
+    assert sums_module._COMPILED["cpu"] is None
 
 
 @pytest.mark.slow
 def test_silhouette_torch_compiled_path_equals_sklearn() -> None:
     """The graph torch.compile fuses on a GPU, compiled here for the CPU (minutes to compile)."""
     pytest.importorskip("torch")
-    from latentdiag.metrics import silhouette as sil_module
+    from latentdiag.metrics import _silhouette_sums as sums_module
 
-    sil_module._COMPILED.pop("cpu", None)
+    sums_module._COMPILED.pop("cpu", None)
     X, y = blobs(n=300, d=7, k=3, spread=1.0)
     np.testing.assert_allclose(
         silhouette_samples(X, y, device="torch-cpu-compiled"),
         skm.silhouette_samples(X, y),
         atol=1e-12,
     )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(8, 60), k=st.integers(2, 5))
+def test_cluster_indices_invariant_to_permutation_and_renaming(seed: int, n: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)) * rng.uniform(0.1, 10)
+    y = np.arange(n) % k
+    rng.shuffle(y)
+    perm = rng.permutation(n)
+    renamed = np.array([f"m{(v * 3 + 1) % 7}" for v in y])
+    for fn in (davies_bouldin_score, calinski_harabasz_score, silhouette_score):
+        base = fn(X, y)
+        assert fn(X[perm], y[perm]) == pytest.approx(base, rel=1e-9, abs=1e-12)
+        assert fn(X, renamed) == pytest.approx(base, rel=1e-9, abs=1e-12)
+    base = centroid_distances(X, y)
+    for other in (centroid_distances(X[perm], y[perm]), centroid_distances(X, renamed)):
+        assert other.mean == pytest.approx(base.mean)
+        assert other.min == pytest.approx(base.min)
+        assert other.normalized_mean == pytest.approx(base.normalized_mean)
+        assert sorted(np.ravel(other.matrix)) == pytest.approx(sorted(np.ravel(base.matrix)))

@@ -1,0 +1,203 @@
+"""How each metric of :func:`~latentdiag.metrics.suite.compute_metrics` runs on arrays.
+
+:func:`metric_step` maps a (section, key) of the metrics dict to the call that computes it, with
+the settings the suite uses for large data (probes on a stratified subset, a budget for the
+full-data posterior TC, capped training rows for the disentanglement models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from latentdiag.metrics import centroids, clustering, information, probes, silhouette
+
+# k-NN and linear probes run on a stratified subset of at most this many rows: their
+# cross-validated accuracy is then known to about ±0.5% and costs seconds, not minutes.
+PROBE_MAX_SAMPLES = 20000
+# Rows for training / testing the DCI and discrete-SAP models.
+DISENTANGLEMENT_MAX_TRAIN = 5000
+DISENTANGLEMENT_MAX_TEST = 2500
+# Budget of the full-data posterior TC: n_z · n · d evaluations of a log-density.
+POSTERIOR_TC_BUDGET = 3.2e8
+
+
+def _float_list(a: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def metric_step(
+    section: str,
+    key: str,
+    mu: np.ndarray,
+    labels: np.ndarray | None,
+    label_names: Sequence[str] | None,
+    logvar: np.ndarray | None,
+    factors: np.ndarray | None,
+    factor_names: Sequence[str] | None,
+    sample: int | None,
+    seed: int,
+    device: str,
+) -> Callable[[Callable[[float], None]], Any] | str:
+    """The computation of one metric, or the reason it cannot run on this data.
+
+    Returns a function of a progress callback (fraction done of this metric) that returns the
+    metric's value, or a dict of its value and the keys written beside it; or a string saying
+    why the metric cannot run (no labels, no logvar).
+    """
+    if section == "separation":
+        assert labels is not None
+        y = labels
+        if key == "silhouette":
+
+            def sil(progress: Callable[[float], None]) -> dict[str, Any]:
+                r = silhouette.silhouette_report(
+                    mu,
+                    y,
+                    label_names=label_names,
+                    sample_size=sample,
+                    random_state=seed,
+                    device=device,
+                    progress=progress,
+                )
+                out: dict[str, Any] = {"silhouette": r.score, "silhouette_per_label": r.per_label}
+                if not r.exact:
+                    out["silhouette_ci"] = [r.ci_low, r.ci_high]
+                    out["silhouette_ci_level"] = r.confidence
+                    out["silhouette_sample_size"] = r.sample_size
+                return out
+
+            return sil
+        if key == "centroid_distance":
+            return lambda _p: centroids.centroid_distances(mu, y, label_names=label_names).to_dict()
+        if key == "davies_bouldin":
+            return lambda _p: clustering.davies_bouldin_score(mu, y)
+        if key == "calinski_harabasz":
+            return lambda _p: clustering.calinski_harabasz_score(mu, y)
+        if key == "knn_accuracy":
+            return lambda _p: probes.knn_accuracy(
+                mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
+            )
+        if key == "linear_probe_accuracy":
+
+            def probe(_p: Callable[[float], None]) -> dict[str, Any]:
+                acc = probes.linear_probe_accuracy(
+                    mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
+                )
+                return {"linear_probe_accuracy": acc, "chance_accuracy": probes.chance_accuracy(y)}
+
+            return probe
+    if section == "information":
+        if key == "mi_per_dim":
+            if labels is None:
+                return "no labels: the latents come without /labels"
+            y = labels
+
+            def mi(_p: Callable[[float], None]) -> dict[str, Any]:
+                values = information.mutual_info_per_dim(mu, y, random_state=seed)
+                h = information.label_entropy(y)
+                return {
+                    "mi_per_dim": _float_list(values),
+                    "mi_per_dim_normalized": _float_list(values / h),
+                    "mi_sum": float(values.sum()),
+                    "label_entropy": h,
+                }
+
+            return mi
+        if key == "gaussian_total_correlation":
+
+            def gtc(_p: Callable[[float], None]) -> dict[str, Any]:
+                return {
+                    "gaussian_total_correlation": information.gaussian_total_correlation(mu),
+                    "gaussian_total_correlation_dropped_dims": information.zero_variance_dims(mu),
+                }
+
+            return gtc
+        if key in ("posterior_total_correlation", "kl_per_dim") and logvar is None:
+            return "no logvar: the latents come without /logvar (a deterministic encoder?)"
+        if key == "posterior_total_correlation":
+            assert logvar is not None
+            lv = logvar
+            n, d = mu.shape
+            n_z = int(max(100, min(1000, POSTERIOR_TC_BUDGET // max(1, n * d))))
+
+            def ptc(_p: Callable[[float], None]) -> dict[str, Any]:
+                from latentdiag.metrics.posterior_tc import posterior_total_correlation
+
+                r = posterior_total_correlation(mu, lv, n_z=n_z, random_state=seed)
+                return {
+                    "posterior_total_correlation": r.value,
+                    "posterior_total_correlation_estimators": r.to_dict(),
+                }
+
+            return ptc
+        if key == "kl_per_dim":
+            assert logvar is not None
+            lv = logvar
+
+            def kl(_p: Callable[[float], None]) -> dict[str, Any]:
+                values = information.kl_per_dim(mu, lv)
+                return {"kl_per_dim": _float_list(values), "kl_total": float(values.sum())}
+
+            return kl
+        if key == "active_units":
+
+            def au(_p: Callable[[float], None]) -> dict[str, Any]:
+                mask = information.active_unit_mask(mu)
+                return {
+                    "active_units": int(mask.sum()),
+                    "active_units_mask": [bool(v) for v in mask],
+                    "active_units_threshold": 0.01,
+                }
+
+            return au
+    if section == "disentanglement":
+        assert factors is not None
+        f = factors
+        if key == "mig":
+            from latentdiag.metrics.disentanglement.mig import mig
+
+            return lambda _p: mig(mu, f)
+        if key == "dci":
+            from latentdiag.metrics.disentanglement.dci import dci
+
+            def dci_step(_p: Callable[[float], None]) -> dict[str, Any]:
+                r = dci(
+                    mu,
+                    f,
+                    max_train=DISENTANGLEMENT_MAX_TRAIN,
+                    max_test=DISENTANGLEMENT_MAX_TEST,
+                    random_state=seed,
+                )
+                out = r.to_dict()
+                out["factor_names"] = list(factor_names or [f"f{i}" for i in range(f.shape[1])])
+                return out
+
+            return dci_step
+        if key == "sap":
+            from latentdiag.metrics.disentanglement.sap import sap_score
+
+            def sap(_p: Callable[[float], None]) -> dict[str, Any]:
+                return {
+                    "sap": sap_score(mu, f, continuous_factors=True),
+                    "sap_discrete": sap_score(
+                        mu,
+                        f,
+                        continuous_factors=False,
+                        max_samples=DISENTANGLEMENT_MAX_TRAIN,
+                        random_state=seed,
+                    ),
+                }
+
+            return sap
+        if key == "modularity":
+            from latentdiag.metrics.disentanglement.modularity import modularity
+
+            return lambda _p: modularity(mu, f)
+        if key == "factor_vae":
+            from latentdiag.metrics.disentanglement.factorvae import factor_vae_score
+
+            return lambda _p: factor_vae_score(mu, f, random_state=seed)
+    raise AssertionError(f"no metric {section}.{key}")  # pragma: no cover - _STEPS is closed
