@@ -99,7 +99,7 @@ def main() -> None:
             cmd += ["--projection", m]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         t0, c0 = time.perf_counter(), _child_cpu()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ours, ours_cpu = time.perf_counter() - t0, _child_cpu() - c0
         html = Path(tmp) / "report" / "report.html"
         size_mb = html.stat().st_size / 1e6
@@ -111,7 +111,8 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, load average {load:.1f} at the start"
         )
         print(
-            f"  latentdiag report  {ours:7.1f} s  ({figures} figures, report.html {size_mb:.1f} MB)"
+            f"  latentdiag report  {ours:7.1f} s wall, {ours_cpu:6.1f} s CPU  "
+            f"({figures} figures, report.html {size_mb:.1f} MB)"
         )
         if args.no_peer:
             return

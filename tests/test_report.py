@@ -20,6 +20,7 @@ from latentdiag.cli import cli
 from latentdiag.errors import LatentDiagError, ReportError
 from latentdiag.report import build_report
 from latentdiag.report.build import default_names
+from latentdiag.report.catalog import LEAKAGE_DOC, METRICS
 from latentdiag.report.palette import OKABE_ITO, LabelStyle
 from latentdiag.report.projections import stratified_sample
 from latentdiag.store import write_latents
@@ -115,7 +116,7 @@ def test_full_report_has_every_section(tmp_path: Path) -> None:
     assert "Davies–Bouldin index" in summary and "lower is better" in summary
     assert "MIG" in summary
     # Each metric carries its explanation and where docs/metrics.md defines it.
-    assert "docs/metrics.md#silhouette" in html
+    assert "docs/metrics.md § Silhouette" in html
     assert "How much closer each sample lies" in html
     assert "Drawn on a stratified sample of 200 of 240 rows" in html
     metrics = json.loads(result.metrics_json.read_text())
@@ -157,6 +158,33 @@ def test_no_labels_projection_says_it_is_not_coloured(tmp_path: Path) -> None:
     lat = make_latents(tmp_path / "lat.h5", label_names=None, partitions=False)
     html = _pca([lat], tmp_path / "rep").html.read_text(encoding="utf-8")
     assert "Not coloured: this file has no labels." in html
+
+
+def _github_slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_metric_links_point_to_sections_of_docs_metrics() -> None:
+    doc = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+    slugs, fenced = set(), False
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.startswith("```")
+        if line.startswith("#") and not fenced:
+            slugs.add(_github_slug(line.lstrip("#")))
+    missing = {p: i.anchor for p, i in METRICS.items() if i.anchor not in slugs}
+    assert missing == {}
+    assert LEAKAGE_DOC[0] in slugs
+
+
+def test_metric_links_follow_docs_url(tmp_path: Path) -> None:
+    lat = make_latents(tmp_path / "lat.h5")
+    linked = _pca([lat], tmp_path / "a", docs_url="https://example.org/metrics.html")
+    html = linked.html.read_text(encoding="utf-8")
+    assert (
+        '<a class="doc" href="https://example.org/metrics.html#'
+        'silhouette--separationsilhouette-silhouette_per_label">docs/metrics.md § Silhouette</a>'
+    ) in html
 
 
 # -- escaping ---------------------------------------------------------------------------------

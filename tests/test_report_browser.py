@@ -259,12 +259,14 @@ def _docs_copy(check: PageCheck) -> None:
             (Path(target) / f"report-{name}.png").write_bytes(png)
 
 
-def test_report_opens_cleanly_in_chromium(tmp_path: Path) -> None:
-    base = _latents(tmp_path / "baseline.h5", 1200, 0.15, label_names=MODALITIES, seed=0)
-    dis = _latents(tmp_path / "disentangled.h5", 1200, 1.0, label_names=MODALITIES, seed=1)
+def test_report_opens_cleanly_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user would type them
+    Path("runs").mkdir()
+    base = _latents(Path("runs/baseline.h5"), 1200, 0.15, label_names=MODALITIES, seed=0)
+    dis = _latents(Path("runs/disentangled.h5"), 1200, 2.0, label_names=MODALITIES, seed=1)
     result = build_report(
         [base, dis],
-        tmp_path / "report",
+        Path("report"),
         projection=("pca", "tsne"),
         sample=600,
         require=["separation.silhouette>=0.5"],
@@ -274,6 +276,7 @@ def test_report_opens_cleanly_in_chromium(tmp_path: Path) -> None:
         tmp_path / "profile",
         shots={"summary": None, "projections": "#projections"},
     )
+    assert "requirements table" in check.summary and "disentangled" in check.summary
     assert check.errors == []
     assert check.dialogs == []
     assert check.images == len(result.figures) > 10

@@ -14,6 +14,7 @@ from latentdiag.cli._common import (
     out_option,
     seed_option,
 )
+from latentdiag.cli.metrics_cmd import sample_option
 
 
 @click.command("report")
@@ -39,7 +40,7 @@ from latentdiag.cli._common import (
     show_default=True,
     help="Rows of the stratified sample that projections and silhouette bars are drawn on.",
 )
-@click.option("--sample", type=int, default=None, help="Rows the metrics are computed on.")
+@sample_option
 @click.option(
     "--require",
     multiple=True,

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "DOCS_PAGE",
     "HEADLINE",
+    "LEAKAGE_DOC",
     "METRICS",
     "MetricInfo",
     "get_path",
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 DOCS_PAGE = "docs/metrics.md"
+# The section on partitions and the leakage summary.
+LEAKAGE_DOC = ("partitions-and-leakage", "Partitions and leakage")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class MetricInfo:
         direction: ``"higher"`` or ``"lower"`` (is better), or ``None`` where neither is.
         range: The values it can take, in words.
         explanation: One sentence a newcomer can read.
-        anchor: Section anchor in docs/metrics.md.
+        anchor: Section anchor in docs/metrics.md (GitHub's slug of the heading).
+        doc_section: That section's name, for link text.
     """
 
     title: str
@@ -41,6 +45,7 @@ class MetricInfo:
     range: str
     explanation: str
     anchor: str
+    doc_section: str
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -51,7 +56,8 @@ METRICS: dict[str, MetricInfo] = {
         "How much closer each sample lies to its own label's samples than to the nearest other "
         "label's, averaged over samples: above 0.5 the labels form clear clusters, near 0 they "
         "overlap.",
-        "silhouette",
+        "silhouette--separationsilhouette-silhouette_per_label",
+        "Silhouette",
     ),
     "separation.centroid_distance.normalized_mean": MetricInfo(
         "Normalized centroid distance",
@@ -59,7 +65,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up",
         "The mean distance between label centroids divided by the typical spread of samples "
         "around their own centroid, so it does not depend on the scale of the latent space.",
-        "centroid-distance",
+        "centroid-distances--separationcentroid_distance",
+        "Centroid distances",
     ),
     "separation.centroid_distance.mean": MetricInfo(
         "Mean centroid distance",
@@ -67,7 +74,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, in latent units",
         "The average Euclidean distance between the centres of every pair of labels; read it "
         "with the normalized value, since it grows with the latent scale.",
-        "centroid-distance",
+        "centroid-distances--separationcentroid_distance",
+        "Centroid distances",
     ),
     "separation.centroid_distance.min": MetricInfo(
         "Closest centroid pair",
@@ -75,7 +83,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, in latent units",
         "The distance between the two label centres that lie closest together: the pair most "
         "likely to be confused.",
-        "centroid-distance",
+        "centroid-distances--separationcentroid_distance",
+        "Centroid distances",
     ),
     "separation.knn_accuracy": MetricInfo(
         "k-NN accuracy",
@@ -83,7 +92,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Cross-validated accuracy of a k-nearest-neighbour classifier that predicts the label "
         "from the latent vector; compare it with the chance accuracy.",
-        "k-nn-accuracy",
+        "k-nn-and-linear-probe-accuracy--separationknn_accuracy-linear_probe_accuracy",
+        "k-NN and linear-probe accuracy",
     ),
     "separation.linear_probe_accuracy": MetricInfo(
         "Linear probe accuracy",
@@ -91,7 +101,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Cross-validated accuracy of a linear classifier on the latent vector: high means the "
         "label can be read off a straight cut through the latent space.",
-        "linear-probe-accuracy",
+        "k-nn-and-linear-probe-accuracy--separationknn_accuracy-linear_probe_accuracy",
+        "k-NN and linear-probe accuracy",
     ),
     "separation.davies_bouldin": MetricInfo(
         "Davies–Bouldin index",
@@ -99,7 +110,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, 0 best",
         "For each label, the worst ratio of within-label spread to the distance to another "
         "label's centre, averaged over labels.",
-        "davies-bouldin-index",
+        "daviesbouldin--separationdavies_bouldin",
+        "Davies–Bouldin",
     ),
     "separation.calinski_harabasz": MetricInfo(
         "Calinski–Harabasz index",
@@ -107,7 +119,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up",
         "The ratio of between-label to within-label variance, corrected for the numbers of "
         "samples and labels.",
-        "calinski-harabasz-index",
+        "calinskiharabasz--separationcalinski_harabasz",
+        "Calinski–Harabasz",
     ),
     "information.active_units": MetricInfo(
         "Active units",
@@ -115,7 +128,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to the latent dimension",
         "How many latent dimensions the encoder actually uses; an inactive dimension has "
         "collapsed to the prior and carries no information.",
-        "active-units",
+        "active-units--informationactive_units",
+        "Active units",
     ),
     "information.gaussian_total_correlation": MetricInfo(
         "Gaussian total correlation",
@@ -123,7 +137,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, in nats",
         "How far the dimensions of mu are from independent, under a Gaussian fit of their "
         "covariance: 0 means uncorrelated dimensions.",
-        "gaussian-total-correlation",
+        "gaussian-total-correlation--informationgaussian_total_correlation",
+        "Gaussian total correlation",
     ),
     "information.posterior_total_correlation": MetricInfo(
         "Posterior total correlation",
@@ -131,7 +146,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, in nats",
         "How far the aggregate posterior q(z) is from a product of independent per-dimension "
         "distributions, estimated from mu and logvar.",
-        "posterior-total-correlation",
+        "posterior-total-correlation--informationposterior_total_correlation",
+        "Posterior total correlation",
     ),
     "information.mi_per_dim": MetricInfo(
         "Mutual information per dimension",
@@ -139,7 +155,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to ln(number of labels), in nats",
         "How much knowing one latent dimension tells about the label; a dimension near 0 "
         "ignores the label.",
-        "mutual-information-per-dimension",
+        "mutual-information-with-the-label--informationmi_per_dim",
+        "Mutual information with the label",
     ),
     "information.kl_per_dim": MetricInfo(
         "KL per dimension",
@@ -147,7 +164,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 and up, in nats",
         "The mean KL divergence of each dimension's posterior from the N(0, 1) prior; a "
         "dimension near 0 carries no information about its input.",
-        "kl-per-dimension",
+        "kl-to-the-prior--informationkl_per_dim",
+        "KL to the prior",
     ),
     "disentanglement.mig": MetricInfo(
         "MIG",
@@ -155,7 +173,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Mutual information gap: for each factor, the gap between the two latent dimensions "
         "most informative about it, normalized by the factor's entropy.",
-        "mig",
+        "mig--disentanglementmig",
+        "MIG",
     ),
     "disentanglement.dci.disentanglement": MetricInfo(
         "DCI disentanglement",
@@ -163,21 +182,24 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Whether each latent dimension predicts at most one factor, from the importances of a "
         "regressor.",
-        "dci",
+        "dci--disentanglementdcidisentanglement-completeness-informativeness",
+        "DCI",
     ),
     "disentanglement.dci.completeness": MetricInfo(
         "DCI completeness",
         "higher",
         "0 to 1",
         "Whether each factor is captured by a single latent dimension.",
-        "dci",
+        "dci--disentanglementdcidisentanglement-completeness-informativeness",
+        "DCI",
     ),
     "disentanglement.dci.informativeness": MetricInfo(
         "DCI informativeness",
         "higher",
         "0 to 1",
         "How accurately the factors can be predicted from the latents.",
-        "dci",
+        "dci--disentanglementdcidisentanglement-completeness-informativeness",
+        "DCI",
     ),
     "disentanglement.sap": MetricInfo(
         "SAP",
@@ -185,14 +207,16 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Separated attribute predictability: for each factor, the gap in predictiveness between "
         "the best and second-best single latent dimension.",
-        "sap",
+        "sap--disentanglementsap-sap_discrete",
+        "SAP",
     ),
     "disentanglement.modularity": MetricInfo(
         "Modularity",
         "higher",
         "0 to 1",
         "Whether each latent dimension depends on only one factor.",
-        "modularity",
+        "modularity--disentanglementmodularity",
+        "Modularity",
     ),
     "disentanglement.factor_vae": MetricInfo(
         "FactorVAE score",
@@ -200,7 +224,8 @@ METRICS: dict[str, MetricInfo] = {
         "0 to 1",
         "Accuracy of a majority-vote classifier that names the fixed factor from the latent "
         "dimension with the least variance.",
-        "factorvae-score",
+        "factorvae-score--disentanglementfactor_vae",
+        "FactorVAE score",
     ),
 }
 

@@ -15,7 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from latentdiag.report.catalog import HEADLINE, METRICS, MetricInfo, get_path, info_for
+from latentdiag.report.catalog import (
+    DOCS_PAGE,
+    HEADLINE,
+    LEAKAGE_DOC,
+    METRICS,
+    MetricInfo,
+    get_path,
+    info_for,
+)
 from latentdiag.report.palette import BETTER, NEUTRAL, WORSE
 from latentdiag.report.sections import SECTIONS, FileReport, Panel
 
@@ -131,11 +139,14 @@ class _Page:
     def doc_link(self, info: MetricInfo | None) -> str:
         if info is None:
             return ""
-        target = f"docs/metrics.md#{info.anchor}"
+        return self.doc_ref(info.anchor, info.doc_section)
+
+    def doc_ref(self, anchor: str, section: str) -> str:
+        text = f"{DOCS_PAGE} § {section}"
         if self.info.docs_url:
-            href = f"{self.info.docs_url}#{info.anchor}"
-            return f' <a class="doc" href="{esc(href)}">{esc(target)}</a>'
-        return f' <span class="doc">see {esc(target)}</span>'
+            href = f"{self.info.docs_url}#{anchor}"
+            return f' <a class="doc" href="{esc(href)}">{esc(text)}</a>'
+        return f' <span class="doc">see {esc(text)}</span>'
 
     def metric_cell(self, path: str) -> str:
         info = info_for(path)
@@ -456,7 +467,7 @@ class _Page:
                 '<p class="explain">How much of the label each subspace gives away. A subspace '
                 "meant to be shared by every label should read near 0 in both scaled columns; "
                 "one meant to hold the label should read near 1. See "
-                f"{self.doc_link(MetricInfo('', None, '', '', 'leakage')).strip()}.</p>"
+                f"{self.doc_ref(*LEAKAGE_DOC).strip()}.</p>"
             )
             columns = list(_LEAKAGE_COLUMNS)
             for node in table.values():
