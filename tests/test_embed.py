@@ -633,3 +633,25 @@ def test_cli_ctrl_c_keeps_the_partial_file_and_says_how_to_resume(
     result = invoke("embed", str(onnx_model), str(npz), "-o", str(out), "--batch-size", "16")
     assert result.exit_code == 0, result.stderr
     assert "resumed after 48 rows" in result.stdout
+
+
+def test_cli_embed_an_image_folder_through_dataloader_workers(tmp_path, onnx_model):
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for label in ("benign", "malignant"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(5):
+            pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / label / f"{i}.png")
+    out = tmp_path / "z.h5"
+    result = invoke("embed", str(onnx_model), str(tmp_path / "imgs"), "-o", str(out),
+                    "--workers", "1", "--batch-size", "4")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    f = read_all(out)
+    assert f["label_names"] == ["benign", "malignant"]
+    np.testing.assert_array_equal(f["labels"], [0] * 5 + [1] * 5)
+    assert f["sample_ids"][0].endswith("0.png") and "benign" in f["sample_ids"][0]
+    # The folder was decoded at the model's size and channels (16×16 gray) in the worker.
+    assert f["provenance"]["preprocessing"]["input_shape"] == [1, 16, 16]
+    assert f["mu"].shape == (10, 6) and np.isfinite(f["mu"]).all()
