@@ -24,20 +24,19 @@ import hashlib
 import json
 import os
 import platform
-import queue
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latentdiag import __version__
-from latentdiag.data.base import ArrayDataset, ImageDataset, Subset
+from latentdiag.data.base import ImageDataset
 from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
+from latentdiag.pipeline import BlockSink, Rows, open_batches
 from latentdiag.runners.base import Runner
 from latentdiag.runners.preprocess import Preprocess, plan_preprocess
 from latentdiag.store import LatentStore, LatentWriter, partial_path
@@ -147,217 +146,6 @@ def shard_path(out: str | os.PathLike[str], shard: tuple[int, int]) -> Path:
     return p.with_name(f"{p.stem}.shard{k}-of-{n}{p.suffix}")
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """The data positions a run covers: start, start + step, ... (count of them)."""
-
-    start: int
-    step: int
-    count: int
-
-    def positions(self, lo: int, hi: int) -> np.ndarray:
-        """Positions of rows lo..hi-1 of this run."""
-        return np.arange(self.start + lo * self.step, self.start + hi * self.step, self.step)
-
-
-# -- data ----------------------------------------------------------------------------------
-@dataclass
-class _Batch:
-    images: np.ndarray  # (B, C, H, W) float32, preprocessed
-    labels: np.ndarray | None  # (B,) int64
-    factors: np.ndarray | None  # (B, f) float32
-    sample_ids: list[str]
-    index: np.ndarray  # (B,) int64, positions in the data
-
-
-_NO_IMAGES = np.zeros((0, 0, 0, 0), dtype=np.float32)
-
-
-def _array_view(dataset: ImageDataset) -> tuple[ArrayDataset, np.ndarray | None] | None:
-    """The in-memory arrays behind a dataset, when items are plain slices of them."""
-    mapping: np.ndarray | None = None
-    ds: ImageDataset = dataset
-    while isinstance(ds, Subset):
-        mapping = ds.indices if mapping is None else ds.indices[mapping]
-        ds = ds.parent
-    if isinstance(ds, ArrayDataset) and type(ds).__getitem__ is ArrayDataset.__getitem__:
-        return ds, mapping
-    return None
-
-
-def _take(arr: Any, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` (increasing) of a numpy, memory-mapped or h5py array."""
-    if isinstance(arr, np.ndarray):
-        if idx.size and idx[-1] - idx[0] == idx.size - 1:
-            return np.asarray(arr[int(idx[0]) : int(idx[-1]) + 1])
-        return np.asarray(arr[idx])
-    if idx.size > 1 and np.all(np.diff(idx) == idx[1] - idx[0]) and idx[1] > idx[0]:
-        step = int(idx[1] - idx[0])
-        return np.asarray(arr[int(idx[0]) : int(idx[-1]) + 1 : step])
-    if idx.size == 1:
-        return np.asarray(arr[int(idx[0]) : int(idx[0]) + 1])
-    return np.asarray(arr[list(map(int, idx))])
-
-
-def _array_batches(
-    ds: ArrayDataset,
-    mapping: np.ndarray | None,
-    rows: _Rows,
-    first: int,
-    batch_size: int,
-    preprocess: Preprocess,
-) -> Iterator[_Batch]:
-    for lo in range(first, rows.count, batch_size):
-        pos = rows.positions(lo, min(lo + batch_size, rows.count))
-        src = pos if mapping is None else mapping[pos]
-        order = None
-        if src.size > 1 and np.any(np.diff(src) <= 0):
-            order = np.argsort(src, kind="stable")
-            src_sorted = src[order]
-        else:
-            src_sorted = src
-        raw = _take(ds.images, src_sorted)
-        if order is not None:
-            raw = raw[np.argsort(order, kind="stable")]
-        # The same arithmetic as ArrayDataset.__getitem__, so both paths give identical bytes.
-        if raw.dtype == np.uint8:
-            images = raw.astype(np.float32) / 255.0
-        else:
-            images = raw.astype(np.float32, copy=False)
-        ids = (
-            [f"{ds.source}[{int(i)}]" for i in src]
-            if ds.sample_ids is None
-            else [str(ds.sample_ids[int(i)]) for i in src]
-        )
-        yield _Batch(
-            images=preprocess(images),
-            labels=None if ds.labels is None else ds.labels[src].astype(np.int64),
-            factors=None if ds.factors is None else ds.factors[src].astype(np.float32),
-            sample_ids=ids,
-            index=pos.astype(np.int64),
-        )
-
-
-class _PositionView:
-    """Map-style view of the rows a run covers (for the DataLoader)."""
-
-    def __init__(self, dataset: ImageDataset, rows: _Rows, first: int) -> None:
-        self.dataset = dataset
-        self.rows = rows
-        self.first = first
-
-    def __len__(self) -> int:
-        return self.rows.count - self.first
-
-    def __getitem__(self, j: int) -> tuple[int, dict[str, Any]]:
-        pos = self.rows.start + (self.first + j) * self.rows.step
-        return pos, self.dataset[pos]
-
-
-class _Collate:
-    """Stacks items and preprocesses the batch (in the worker process)."""
-
-    def __init__(self, preprocess: Preprocess, has_labels: bool, has_factors: bool) -> None:
-        self.preprocess = preprocess
-        self.has_labels = has_labels
-        self.has_factors = has_factors
-
-    def __call__(self, items: list[tuple[int, dict[str, Any]]]) -> _Batch:
-        images = np.stack([np.asarray(it["image"], dtype=np.float32) for _, it in items])
-        return _Batch(
-            images=self.preprocess(images),
-            labels=(
-                np.asarray([int(it["label"]) for _, it in items], dtype=np.int64)
-                if self.has_labels
-                else None
-            ),
-            factors=(
-                np.stack([np.asarray(it["factors"], dtype=np.float32) for _, it in items])
-                if self.has_factors
-                else None
-            ),
-            sample_ids=[str(it["sample_id"]) for _, it in items],
-            index=np.asarray([pos for pos, _ in items], dtype=np.int64),
-        )
-
-
-def _worker_init(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # workers decode; the model gets the cores
-
-
-def _loader_batches(
-    dataset: ImageDataset,
-    rows: _Rows,
-    first: int,
-    batch_size: int,
-    preprocess: Preprocess,
-    workers: int,
-) -> Iterator[_Batch]:
-    from torch.utils.data import DataLoader
-
-    loader: Any = DataLoader(
-        _PositionView(dataset, rows, first),  # type: ignore[arg-type]
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_Collate(preprocess, dataset.has_labels, dataset.has_factors),
-        worker_init_fn=_worker_init if workers else None,
-        prefetch_factor=4 if workers else None,
-    )
-    yield from loader
-
-
-class _Prefetch:
-    """Runs a batch iterator in a thread, ``depth`` batches ahead of the consumer."""
-
-    _DONE = object()
-
-    def __init__(self, it: Iterator[_Batch], depth: int = 3) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(it,), daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self, it: Iterator[_Batch]) -> None:
-        try:
-            for batch in it:
-                if not self._put(batch):
-                    return
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(exc)
-            return
-        self._put(self._DONE)
-
-    def __iter__(self) -> Iterator[_Batch]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(timeout=5)
-
-
 # -- the job -------------------------------------------------------------------------------
 def _job(
     runner: Runner,
@@ -449,13 +237,6 @@ def _versions(runner: Runner) -> dict[str, Any]:
     return out
 
 
-def _default_workers(fast: bool) -> int:
-    if fast:
-        return 0
-    cores = os.cpu_count() or 1
-    return max(1, min(4, cores - 1)) if cores > 1 else 0
-
-
 def embed(
     runner: Runner,
     dataset: ImageDataset,
@@ -524,12 +305,12 @@ def embed(
     if n_data == 0:
         raise DataError(f"the data ({dataset.source or 'dataset'}) holds no images.")
     if shard is None:
-        rows = _Rows(0, 1, n_data)
+        rows = Rows(0, 1, n_data)
     else:
         k, n = shard
         if not 0 <= k < n:
             raise ConfigError(f"shard {k}/{n}: K must lie in 0..{n - 1}.")
-        rows = _Rows(k, n, len(range(k, n_data, n)))
+        rows = Rows(k, n, len(range(k, n_data, n)))
         if rows.count == 0:
             raise DataError(
                 f"shard {k}/{n} of the data ({n_data} images) is empty; use at most "
@@ -584,18 +365,7 @@ def embed(
         "job_id": _job_id(job),
     }
 
-    fast = _array_view(dataset)
-    n_workers = _default_workers(fast is not None) if workers is None else workers
-    source: Iterator[_Batch]
-    prefetch: _Prefetch | None = None
-    if fast is not None and n_workers == 0:
-        prefetch = _Prefetch(_array_batches(fast[0], fast[1], rows, first, batch_size, preprocess))
-        source = iter(prefetch)
-    elif n_workers == 0:
-        prefetch = _Prefetch(_loader_batches(dataset, rows, first, batch_size, preprocess, 0))
-        source = iter(prefetch)
-    else:
-        source = _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers)
+    batches, stop_reading = open_batches(dataset, rows, first, batch_size, preprocess, workers)
 
     def new_writer(latent_dim: int, has_logvar: bool) -> LatentWriter:
         return LatentWriter(
@@ -611,13 +381,13 @@ def embed(
             overwrite=overwrite,
         )
 
-    sink = _Sink(new_writer, writer, block_rows=block_rows, nonfinite=nonfinite)
+    sink = BlockSink(new_writer, writer, block_rows=block_rows, nonfinite=nonfinite)
     done = first
     t0 = time.perf_counter()
     try:
         if progress is not None:
             progress(done, rows.count)
-        for batch in source:
+        for batch in batches:
             mu, logvar = runner.run(batch.images, batch.labels)
             sink.add(mu, logvar, batch)
             done += mu.shape[0]
@@ -625,8 +395,7 @@ def embed(
                 progress(done, rows.count)
         summary = sink.finish(allow_nonfinite=allow_nonfinite, total=rows.count)
     finally:
-        if prefetch is not None:
-            prefetch.close()
+        stop_reading()
         sink.close()
     return EmbedResult(
         path=out,
@@ -639,148 +408,6 @@ def embed(
         shard=shard,
         nonfinite={"mu": nonfinite["mu"], "logvar": nonfinite["logvar"]},
     )
-
-
-class _Sink:
-    """Collects model outputs into blocks and appends them to the latents file.
-
-    The file is created on the first batch (its latent dimension is known only then). Blocks
-    are appended by a writer thread, so compression and I/O overlap with the model; a block
-    is committed (and can be resumed from) once its append returns. Non-finite values are
-    counted as rows arrive and saved with each block, so a resumed run keeps the count.
-    """
-
-    def __init__(
-        self,
-        new_writer: Callable[[int, bool], LatentWriter],
-        writer: LatentWriter | None,
-        *,
-        block_rows: int,
-        nonfinite: dict[str, int],
-    ) -> None:
-        self._new_writer = new_writer
-        self.writer = writer
-        self.block_rows = block_rows
-        self.nonfinite = nonfinite
-        self._pending: list[tuple[np.ndarray, np.ndarray | None, _Batch]] = []
-        self._pending_rows = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=2)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._shape = None if writer is None else (writer.latent_dim, writer.has_logvar)
-        if writer is not None:
-            self._start()
-
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._work, daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        assert self.writer is not None
-        while True:
-            block = self._queue.get()
-            if block is None:
-                return
-            if self._error is not None:
-                continue  # a write failed: drain without writing
-            try:
-                self.writer.set_provenance(nonfinite=block.pop("nonfinite"))
-                self.writer.append(**block)
-            except BaseException as exc:  # re-raised in the caller's thread
-                self._error = exc
-
-    def add(self, mu: np.ndarray, logvar: np.ndarray | None, batch: _Batch) -> None:
-        if mu.ndim != 2 or mu.shape[0] != batch.images.shape[0]:
-            raise ModelError(
-                f"the model returned mu of shape {tuple(mu.shape)} for a batch of "
-                f"{batch.images.shape[0]} images; it must return one latent vector per image."
-            )
-        bad = ~np.isfinite(mu)
-        self.nonfinite["mu"] += int(bad.sum())
-        bad_rows = bad.any(axis=1)
-        if logvar is not None:
-            bad_lv = ~np.isfinite(logvar)
-            self.nonfinite["logvar"] += int(bad_lv.sum())
-            bad_rows |= bad_lv.any(axis=1)
-        self.nonfinite["rows"] += int(bad_rows.sum())
-        shape = (int(mu.shape[1]), logvar is not None)
-        if self._shape is None:
-            self.writer = self._new_writer(*shape)
-            self._shape = shape
-            self._start()
-        elif shape != self._shape:
-            raise ModelError(
-                f"the model's output changed: {shape[0]} latent dims (logvar: {shape[1]}) now, "
-                f"{self._shape[0]} (logvar: {self._shape[1]}) in the file being written."
-            )
-        # Keep the rows' outputs and metadata, never the images: memory stays one block.
-        self._pending.append((mu, logvar, replace(batch, images=_NO_IMAGES)))
-        self._pending_rows += mu.shape[0]
-        if self._pending_rows >= self.block_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if not self._pending:
-            return
-        batches = [p[2] for p in self._pending]
-        lvs = [p[1] for p in self._pending if p[1] is not None]
-        labels = [b.labels for b in batches if b.labels is not None]
-        factors = [b.factors for b in batches if b.factors is not None]
-        block: dict[str, Any] = {
-            "mu": np.concatenate([p[0] for p in self._pending]),
-            "logvar": np.concatenate(lvs) if lvs else None,
-            "labels": np.concatenate(labels) if labels else None,
-            "factors": np.concatenate(factors) if factors else None,
-            "sample_ids": [s for b in batches for s in b.sample_ids],
-            "index": np.concatenate([b.index for b in batches]),
-            "nonfinite": dict(self.nonfinite),
-        }
-        self._pending, self._pending_rows = [], 0
-        self._queue.put(block)
-
-    def _join(self, *, raise_error: bool = True) -> None:
-        """Let the writer thread write every queued block, then stop it."""
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        self._thread = None
-        if self._error is not None and raise_error:
-            error, self._error = self._error, None
-            raise error
-
-    def finish(self, *, allow_nonfinite: bool, total: int) -> dict[str, Any]:
-        """Write what is left and finalize the file, unless it holds non-finite values."""
-        self._flush()
-        self._join()
-        writer = self.writer
-        assert writer is not None  # total > 0: a batch ran, or a partial was resumed
-        writer.set_provenance(nonfinite=dict(self.nonfinite))
-        nf = self.nonfinite
-        if (nf["mu"] or nf["logvar"]) and not allow_nonfinite:
-            raise ModelError(
-                f"the model produced {nf['mu'] + nf['logvar']:,} non-finite values (NaN or inf: "
-                f"{nf['mu']:,} in mu, {nf['logvar']:,} in logvar) in {nf['rows']:,} of "
-                f"{total:,} rows; they are kept in {writer.partial}: run the same command with "
-                "--allow-nonfinite to finish the file with them, or fix the model or its input "
-                "(--normalize)."
-            )
-        summary = {
-            "n_rows": writer.n_rows,
-            "latent_dim": writer.latent_dim,
-            "has_logvar": writer.has_logvar,
-        }
-        writer.finalize()
-        return summary
-
-    def close(self) -> None:
-        """On any exit: commit what was queued (an interrupted run keeps it), close the file."""
-        try:
-            self._join(raise_error=False)  # finish() raised any write error already
-        finally:
-            if self.writer is not None:
-                self.writer.close()
 
 
 def unfinished_rows(out: str | os.PathLike[str]) -> int | None:

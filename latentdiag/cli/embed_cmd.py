@@ -120,7 +120,7 @@ def _open_model(model: str, opts: dict[str, Any]) -> Any:
     }
     if Path(model).is_dir():
         from latentdiag.runners.device import resolve_torch_device
-        from latentdiag.runners.torch import folder_sha256
+        from latentdiag.runners.loading import folder_sha256
         from reference_models import load_encoder
 
         encoder, info = load_encoder(model, device=resolve_torch_device(opts["device"]))

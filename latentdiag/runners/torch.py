@@ -17,15 +17,9 @@ labels as int64 (B,), or as a float one-hot (B, K) where a torch.export graph sa
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import inspect
-import io
 import os
 import re
-import sys
-import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,13 @@ from latentdiag.errors import ModelError
 from latentdiag.runners.adapters import read_output
 from latentdiag.runners.base import InputSpec, LabelKind, Layout, Runner
 from latentdiag.runners.device import resolve_torch_device, torch_device_text
+from latentdiag.runners.loading import (
+    check_pt2_archive,
+    file_sha256,
+    folder_sha256,
+    import_factory,
+    load_state_dict,
+)
 
 __all__ = [
     "FACTORY_PATTERN",
@@ -55,30 +56,6 @@ _LABEL_PARAMS = {
     "y", "c", "label", "labels", "cond", "condition", "class_labels", "classes", "modality",
     "context", "domain", "y_onehot", "c_onehot",
 }  # fmt: skip
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "ema")
-_PREFIXES = ("module.", "model.", "_orig_mod.", "encoder_model.")
-
-
-def _sha256_file(path: Path, h: Any = None) -> str:
-    h = hashlib.sha256() if h is None else h
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return str(h.hexdigest())
-
-
-def folder_sha256(folder: str | os.PathLike[str]) -> str:
-    """sha256 over a run directory's config and weights (``*.json``, ``*.safetensors``).
-
-    Names and bytes both count, in sorted order, so any change to the weights changes it.
-    """
-    root = Path(folder)
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in (".json", ".safetensors"):
-            h.update(p.relative_to(root).as_posix().encode() + b"\0")
-            _sha256_file(p, h)
-    return h.hexdigest()
 
 
 def _layout(layout: str | None) -> Layout:
@@ -293,73 +270,9 @@ def load_torchscript(
         device=dev,
         input_dtype=_param_dtype(module),
         method="encode" if has_encode else "forward",
-        model_sha256=_sha256_file(p),
+        model_sha256=file_sha256(p),
         spatial=spatial,
     )
-
-
-def check_pt2_archive(path: Path) -> None:
-    """Refuse a ``.pt2`` archive that ``torch.export.load`` would unpickle code from.
-
-    ``torch.export.load`` unpickles some entries with ``weights_only=False`` (pickled
-    weights and constants, sample inputs that fail the safe loader, opaque objects). Each such
-    entry must load with ``torch.load(weights_only=True)``; opaque Python objects and compiled
-    (AOTInductor) code are refused outright.
-
-    Raises:
-        ModelError: The archive is unreadable or holds something that could run code.
-    """
-    import json
-
-    import torch
-
-    try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelError(f"{path} is not a torch.export archive ({exc}).") from None
-    with z:
-        names = z.namelist()
-        pickled: set[str] = set()
-        for name in names:
-            low = name.lower()
-            if "/aotinductor/" in low or low.endswith((".so", ".dll", ".dylib")):
-                raise ModelError(
-                    f"{path} holds compiled code ({name}); latentdiag runs torch.export "
-                    "programs only, not AOTInductor packages."
-                )
-            if low.endswith(".pt"):
-                pickled.add(name)
-            if low.endswith("_config.json") and (
-                "/data/weights/" in low or "/data/constants/" in low
-            ):
-                folder = name.rsplit("/", 1)[0]
-                try:
-                    config = json.loads(z.read(name)).get("config", {})
-                except (ValueError, AttributeError):
-                    raise ModelError(f"{path}: {name} is not valid JSON.") from None
-                for meta in config.values():
-                    entry = f"{folder}/{meta.get('path_name', '')}"
-                    if str(meta.get("path_name", "")).startswith(("custom_obj", "opaque_obj")):
-                        raise ModelError(
-                            f"{path} holds a pickled Python object ({entry}) that loading would "
-                            "unpickle, which could run code; latentdiag refuses it. Export a "
-                            "model whose constants are tensors."
-                        )
-                    if meta.get("use_pickle"):
-                        pickled.add(entry)
-        for name in sorted(pickled):
-            if name not in names:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the safe loader's notes on protocols
-                    torch.load(io.BytesIO(z.read(name)), weights_only=True, map_location="cpu")
-            except Exception:  # the safe unpickler refuses: the entry holds Python objects
-                raise ModelError(
-                    f"{path} holds {name}, which does not load with torch.load("
-                    "weights_only=True): it holds pickled Python objects that could run code, "
-                    "and latentdiag refuses it."
-                ) from None
 
 
 def load_exported(
@@ -415,7 +328,7 @@ def load_exported(
         device=dev,
         input_dtype=users[0].dtype,
         method="forward",
-        model_sha256=_sha256_file(p),
+        model_sha256=file_sha256(p),
         spatial=spatial,
     )
 
@@ -462,122 +375,6 @@ def _exported_spec(image: Any, label: Any, layout: str | None) -> dict[str, Any]
     return kw
 
 
-def import_factory(target: str) -> Callable[..., Any]:
-    """Import ``pkg.module:factory`` (the current folder is searched too, like ``python -m``).
-
-    Raises:
-        ModelError: The module cannot be imported, or has no such callable.
-    """
-    module_name, _, attr = target.partition(":")
-    added = False
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
-        added = True
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelError(
-            f"cannot import module {module_name!r} of MODEL {target!r} ({exc}); install it, or "
-            "run from the folder that holds it, or add that folder to PYTHONPATH."
-        ) from None
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelError(
-                f"module {module_name!r} has no attribute {attr!r} (MODEL {target!r}); name a "
-                "function or class that builds the model."
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ModelError(
-            f"{target!r} is not callable; name a function or class that builds the model."
-        )
-    return obj
-
-
-def load_state_dict(module: Any, weights: str | os.PathLike[str]) -> None:
-    """Load weights into ``module`` without unpickling code.
-
-    Accepts a safetensors file, or a file written by ``torch.save`` holding a state dict
-    (possibly wrapped as ``{"state_dict": ...}`` or ``{"model": ...}``, with a ``module.`` /
-    ``model.`` prefix), read with ``torch.load(weights_only=True)``.
-
-    Raises:
-        ModelError: The file is missing, holds pickled objects, or its keys or shapes do not
-            match the module (the first few differences are named).
-    """
-    import pickle
-
-    import torch
-
-    p = Path(weights)
-    if not p.is_file():
-        raise ModelError(f"weights file {p} does not exist.")
-    if p.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state: Any = load_file(str(p))
-        except (SafetensorError, OSError) as exc:
-            raise ModelError(f"{p} is not a readable safetensors file ({exc}).") from None
-    else:
-        try:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise ModelError(
-                f"{p} holds pickled Python objects besides tensors, and latentdiag loads "
-                "weights only with torch.load(weights_only=True), which could otherwise run "
-                "code; save a plain state dict (torch.save(model.state_dict(), ...)) or a "
-                "safetensors file."
-            ) from None
-        except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-            raise ModelError(
-                f"{p} is not a torch or safetensors weights file "
-                f"({' '.join(str(exc).split())[:120]})."
-            ) from None
-    for _ in range(3):  # unwrap {"state_dict": {...}, "epoch": ...} and the like
-        if isinstance(state, Mapping):
-            inner = next(
-                (state[k] for k in _WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None
-            )
-            if inner is not None and not any(torch.is_tensor(v) for v in state.values()):
-                state = inner
-                continue
-        break
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ModelError(f"{p} does not hold a state dict (a mapping of names to tensors).")
-    expected = module.state_dict()
-    state = dict(state)
-    for prefix in _PREFIXES:
-        if set(state) != set(expected) and state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {', '.join(unexpected[:5])}")
-        if shapes:
-            parts.append(f"shape mismatches (file vs model): {', '.join(shapes[:3])}")
-        raise ModelError(
-            f"the weights in {p} do not fit the model: {'; '.join(parts)}; check that the "
-            "factory builds the same architecture the weights were saved from."
-        )
-    module.load_state_dict(state, strict=True)
-
-
 def load_factory(
     target: str,
     *,
@@ -608,7 +405,7 @@ def load_factory(
         if not isinstance(model, torch.nn.Module):
             raise ModelError(f"--weights needs {target} to build a torch.nn.Module.")
         load_state_dict(model, weights)
-        sha = _sha256_file(Path(weights))
+        sha = file_sha256(Path(weights))
     if isinstance(model, torch.nn.Module):
         model.eval()
         model.to(dev)
