@@ -157,7 +157,30 @@ def test_unsupported_sections_are_explained(tmp_path: Path, kwargs: dict, reason
 def test_no_labels_projection_says_it_is_not_coloured(tmp_path: Path) -> None:
     lat = make_latents(tmp_path / "lat.h5", label_names=None, partitions=False)
     html = _pca([lat], tmp_path / "rep").html.read_text(encoding="utf-8")
-    assert "Not coloured: this file has no labels." in html
+    assert "All 240 rows. Not coloured: this file has no labels. <span" in html
+    assert (
+        "No labels in this file: mutual information with the label and its figure need a "
+        "label per row (/labels)."
+    ) in html
+    # The summary says up front what cannot be shown.
+    summary = html.split('<section id="summary">')[1].split("</section>")[0]
+    assert "Not everything can be shown (separation of labels: no labels in this file;" in summary
+
+
+def test_compared_files_share_scales(tmp_path: Path) -> None:
+    from latentdiag.report.sections import FileReport, shared_limits
+
+    def report(kl: list[float], mi: list[float], k: int) -> FileReport:
+        counts = {f"l{i}": 10 for i in range(k)}
+        metrics = {"information": {"kl_per_dim": kl, "mi_per_dim": mi}}
+        return FileReport("x", "x.h5", 10 * k, 2, list(counts), counts, True, None, {}, {},
+                          metrics, 0)  # fmt: skip
+
+    limits = shared_limits([report([0.5, 3.0], [0.1, 0.2], 4), report([1.0, 2.0], [1.9, 0.0], 2)])
+    assert limits["kl"] == 3.0
+    assert limits["mi"] == pytest.approx(1.9)  # above ln 4, the most one dimension could tell
+    limits = shared_limits([report([0.5], [0.1], 4)])
+    assert limits["mi"] == pytest.approx(np.log(4))
 
 
 def _github_slug(heading: str) -> str:

@@ -237,8 +237,23 @@ class _Page:
             self.requirements_table(f)
         self.w("</section>\n")
 
+    def gaps(self, f: FileReport) -> None:
+        """One line naming the sections this file cannot support, and why in short."""
+        reasons: dict[str, str] = {}
+        for p in f.panels:
+            if p.skipped and p.section not in reasons and p.section != "reference":
+                reasons[p.section] = p.skipped.split(":")[0].rstrip(".")
+        if reasons:
+            parts = "; ".join(f"{SECTIONS[s].lower()}: {r.lower()}" for s, r in reasons.items())
+            who = f"{f.name} — " if len(self.files) > 1 else ""
+            self.w(
+                f'<p class="gaps">{esc(who)}Not everything can be shown ({esc(parts)}); '
+                'see <a href="#skipped">Skipped</a>.</p>'
+            )
+
     def summary_one(self, f: FileReport) -> None:
         self.w(f'<p class="lead">{esc(_describe(f))}</p>')
+        self.gaps(f)
         items = [p for p in HEADLINE if _is_number(get_path(f.metrics, p))]
         if not items:
             self.w(
@@ -310,6 +325,8 @@ class _Page:
                 words.append(f"<li><b>{esc(f.name)}</b> — {esc('; '.join(said))}.</li>")
         if words:
             self.w('<p>In plain words:</p><ul class="words">', *words, "</ul>")
+        for f in self.files:
+            self.gaps(f)
 
     def requirements_table(self, f: FileReport) -> None:
         outs = self.outcomes.get(f.name, [])
@@ -733,6 +750,7 @@ figure { margin: 0; flex: 1 1 420px; max-width: 760px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { font-size: .85rem; color: var(--muted); margin-top: .3rem; }
 .who { font-weight: 700; margin-bottom: .2rem; }
+.gaps { color: var(--muted); font-size: .92rem; }
 .skip { color: var(--muted); font-style: italic; background: var(--bg2); padding: .5rem .7rem; }
 footer { margin-top: 2.5rem; border-top: 1px solid var(--line); padding-top: .6rem;
   color: var(--muted); font-size: .85rem; }

@@ -254,7 +254,11 @@ def draw_file(
         if rows.size < store.n_samples
         else f"All {store.n_samples:,} rows."
     )
-    label_note = "" if labels is not None else " Not coloured: this file has no labels."
+    label_note = (
+        " ✕ marks each label's centroid."
+        if labels is not None
+        else " Not coloured: this file has no labels."
+    )
     panels = report.panels
 
     # -- projections ----------------------------------------------------------------------
@@ -274,7 +278,7 @@ def draw_file(
             title=f"{title} of the latent means",
             random_state=seed,
         )
-        caption = f"{proj.note} {sample_note} ✕ marks each label's centroid.{label_note}"
+        caption = f"{proj.note} {sample_note}{label_note}"
         panels.append(Panel("projections", method, title, caption, fg.to_png(fig)))
 
     # -- separation -----------------------------------------------------------------------
@@ -345,7 +349,7 @@ def draw_file(
                 "information",
                 "mi",
                 "Mutual information with the label",
-                skipped=no_sep
+                skipped=_separation_gap(report, "mutual information with the label and its figure")
                 or _skip_reason(metrics, "information.mi_per_dim")
                 or "the metrics hold no per-dimension mutual information.",
             )
@@ -443,7 +447,15 @@ def draw_file(
         progress(f"{name}: partition figures")
         panels.extend(
             _partition_panels(
-                report, mu, rows, sample_labels, label_names, style, seed, no_sep, sample_note
+                report,
+                mu,
+                rows,
+                sample_labels,
+                label_names,
+                style,
+                seed,
+                _separation_gap(report, "label scores per subspace"),
+                sample_note,
             )
         )
 
@@ -476,14 +488,14 @@ def _present_names(report: FileReport) -> list[str]:
     return [n for n, c in (report.label_counts or {}).items() if c > 0]
 
 
-def _separation_gap(report: FileReport) -> str | None:
-    """Why label-based figures cannot be drawn, or None when they can."""
+def _separation_gap(report: FileReport, what: str = "separation figures") -> str | None:
+    """Why label-based figures (``what``) cannot be drawn, or None when they can."""
     if report.label_names is None:
-        return "No labels in this file: separation figures need a label per row (/labels)."
+        return f"No labels in this file: {what} need a label per row (/labels)."
     if report.n_labels < 2:
         only = _present_names(report)
         return (
-            f"Only one label ({only[0] if only else 'none'}) in this file: separation needs at "
+            f"Only one label ({only[0] if only else 'none'}) in this file: {what} need at "
             "least two labels."
         )
     return None
@@ -643,7 +655,8 @@ def _partition_panels(
                 "partitions",
                 f"subspace-{pname}",
                 f"Subspace {pname} [{start}, {stop})",
-                f"PCA of dimensions {start} to {stop - 1} only. {proj.note} {sample_note}",
+                f"PCA of dimensions {start} to {stop - 1} only. {proj.note} {sample_note}"
+                + (" ✕ marks each label's centroid." if sample_labels is not None else ""),
                 fg.to_png(fig),
             )
         )
