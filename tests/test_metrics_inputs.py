@@ -221,3 +221,19 @@ def test_options_are_validated() -> None:
         M.mutual_info_per_dim(X, LABELS, n_neighbors=2.5)  # type: ignore[arg-type]
     with pytest.raises(MetricInputError, match="model must be 'forest' or 'gbt'"):
         M.dci(X, FACTORS, model="svm")
+
+
+def test_only_the_euclidean_silhouette() -> None:
+    assert M.silhouette_score(X, LABELS, metric="euclidean") == M.silhouette_score(X, LABELS)
+    with pytest.raises(MetricInputError, match="Euclidean only; got metric='cosine'"):
+        M.silhouette_score(X, LABELS, metric="cosine")
+    with pytest.raises(MetricInputError, match="Euclidean only"):
+        M.silhouette_samples(X, LABELS, metric="manhattan")
+
+
+def test_a_missing_gpu_fails_before_any_metric() -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(MetricInputError, match="torch sees no usable CUDA GPU"):
+        M.compute_metrics(X, labels=LABELS, device="cuda")

@@ -87,7 +87,15 @@ def _check(X: Any, labels: Any) -> tuple[np.ndarray, EncodedLabels]:
     return arr, enc
 
 
-def _resolve_device(device: str) -> str:
+def _check_metric(metric: str) -> None:
+    if metric != "euclidean":
+        raise MetricInputError(
+            f"the silhouette here is Euclidean only; got metric={metric!r}. Use "
+            "sklearn.metrics.silhouette_score for other metrics."
+        )
+
+
+def resolve_device(device: str) -> str:
     """``auto`` means CUDA when a GPU is usable, else the numba CPU kernel; ``mps`` -> CPU."""
     device = str(device)
     if device == "auto":
@@ -148,7 +156,7 @@ def _silhouette_of_rows(
     codes_sorted = enc.codes[order]
     col_bounds = label_bounds(codes_sorted, k)
     Xs = X[order]
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if rows is None:
         if dev == "cpu":
             sums = label_sums_numba(Xs, None, col_bounds, col_bounds, k, progress)
@@ -173,7 +181,9 @@ def _silhouette_of_rows(
     return result
 
 
-def silhouette_samples(X: Any, labels: Any, *, device: str = "cpu") -> np.ndarray:
+def silhouette_samples(
+    X: Any, labels: Any, *, metric: str = "euclidean", device: str = "cpu"
+) -> np.ndarray:
     """Silhouette coefficient of every sample (Euclidean).
 
     Equal to ``sklearn.metrics.silhouette_samples(X, labels)``; a sample alone in its label
@@ -182,6 +192,7 @@ def silhouette_samples(X: Any, labels: Any, *, device: str = "cpu") -> np.ndarra
     Args:
         X: Latents, shape (n_samples, n_features).
         labels: One label per row; 2 to n_samples - 1 distinct values.
+        metric: Only ``"euclidean"`` (accepted for scikit-learn compatibility).
         device: ``cpu`` (the numba kernel), ``cuda`` (torch), or ``auto``.
 
     Returns:
@@ -195,6 +206,7 @@ def silhouette_samples(X: Any, labels: Any, *, device: str = "cpu") -> np.ndarra
         P. J. Rousseeuw, "Silhouettes: a graphical aid to the interpretation and validation of
         cluster analysis", J. Comput. Appl. Math. 20, 1987.
     """
+    _check_metric(metric)
     arr, enc = _check(X, labels)
     return _silhouette_of_rows(arr, enc, None, device, None)
 
@@ -335,6 +347,7 @@ def silhouette_score(
     X: Any,
     labels: Any,
     *,
+    metric: str = "euclidean",
     sample_size: int | None = None,
     random_state: int | np.random.Generator | None = 0,
     device: str = "cpu",
@@ -348,6 +361,7 @@ def silhouette_score(
     Args:
         X: Latents, shape (n_samples, n_features).
         labels: One label per row; 2 to n_samples - 1 distinct values.
+        metric: Only ``"euclidean"`` (accepted for scikit-learn compatibility).
         sample_size: Estimate from this many stratified rows; ``None`` for the exact value.
         random_state: Seed or Generator for the sample.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -362,6 +376,7 @@ def silhouette_score(
     References:
         P. J. Rousseeuw, 1987 (see :func:`silhouette_samples`).
     """
+    _check_metric(metric)
     result = silhouette_report(
         X,
         labels,

@@ -306,6 +306,9 @@ def compute_metrics(
     lv = None if logvar is None else check_logvar(logvar, arr)
     fac = None if factors is None else check_factors(factors, n)
     parts = _check_partitions(partitions, d)
+    from latentdiag.metrics.silhouette import resolve_device
+
+    resolved = resolve_device(device)  # a GPU asked for and missing fails here, not later
     wanted = tuple(include) if include is not None else None
     run = _Run(include=wanted, progress=progress)
     spaces = 1 + len(parts)
@@ -323,7 +326,7 @@ def compute_metrics(
             factor_names,
             sample,
             seed,
-            device,
+            resolved,
         )
 
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
@@ -347,7 +350,7 @@ def compute_metrics(
     result["settings"] = {
         "sample": sample,
         "seed": seed,
-        "device": device,
+        "device": resolved,
         "probe_max_samples": PROBE_MAX_SAMPLES,
         "mi_n_neighbors": 3,
         "histogram_bins": 20,
