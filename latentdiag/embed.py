@@ -237,6 +237,52 @@ def _versions(runner: Runner) -> dict[str, Any]:
     return out
 
 
+def _rows(dataset: ImageDataset, shard: tuple[int, int] | None) -> Rows:
+    """The rows a run covers: all of them, or shard K/N's."""
+    n_data = len(dataset)
+    if n_data == 0:
+        raise DataError(f"the data ({dataset.source or 'dataset'}) holds no images.")
+    if shard is None:
+        return Rows(0, 1, n_data)
+    k, n = shard
+    if not 0 <= k < n:
+        raise ConfigError(f"shard {k}/{n}: K must lie in 0..{n - 1}.")
+    rows = Rows(k, n, len(range(k, n_data, n)))
+    if rows.count == 0:
+        raise DataError(
+            f"shard {k}/{n} of the data ({n_data} images) is empty; use at most {n_data} shards."
+        )
+    return rows
+
+
+def _resume(
+    out: Path, job: Mapping[str, Any], batch_size: int, rows: Rows, overwrite: bool
+) -> tuple[LatentWriter | None, dict[str, int]]:
+    """Reopen ``<out>.partial`` when this job wrote it (and ``overwrite`` is off).
+
+    Returns:
+        The reopened writer or None, and the non-finite counts of its committed rows.
+    """
+    nonfinite = {"mu": 0, "logvar": 0, "rows": 0}
+    partial = partial_path(out)
+    if not partial.exists():
+        return None, nonfinite
+    if overwrite:
+        partial.unlink()
+        return None, nonfinite
+    prov = _check_resumable(partial, job)
+    writer = LatentWriter.resume(out)
+    if writer.n_rows % batch_size and writer.n_rows != rows.count:
+        writer.close()
+        raise StoreError(
+            f"{partial} stopped at row {writer.n_rows}, which is not a batch boundary; delete it."
+        )
+    saved = prov.get("nonfinite")
+    if isinstance(saved, dict):
+        nonfinite.update({k: int(v) for k, v in saved.items() if k in nonfinite})
+    return writer, nonfinite
+
+
 def embed(
     runner: Runner,
     dataset: ImageDataset,
@@ -301,21 +347,7 @@ def embed(
         raise ConfigError(
             f"block_rows ({block_rows}) must be a multiple of the batch size ({batch_size})."
         )
-    n_data = len(dataset)
-    if n_data == 0:
-        raise DataError(f"the data ({dataset.source or 'dataset'}) holds no images.")
-    if shard is None:
-        rows = Rows(0, 1, n_data)
-    else:
-        k, n = shard
-        if not 0 <= k < n:
-            raise ConfigError(f"shard {k}/{n}: K must lie in 0..{n - 1}.")
-        rows = Rows(k, n, len(range(k, n_data, n)))
-        if rows.count == 0:
-            raise DataError(
-                f"shard {k}/{n} of the data ({n_data} images) is empty; use at most "
-                f"{n_data} shards."
-            )
+    rows = _rows(dataset, shard)
     if runner.spec.conditional and not dataset.has_labels:
         raise ModelError(
             f"the model takes labels (input {runner.spec.label_name!r}: a conditional encoder) "
@@ -331,30 +363,15 @@ def embed(
             normalize=normalize,
         )
     job = _job(runner, dataset, preprocess, shard, batch_size)
-    partial = partial_path(out)
     if out.exists() and not overwrite:
         raise StoreError(f"{out} already exists; choose another -o path or pass --overwrite.")
-    writer: LatentWriter | None = None
-    nonfinite = {"mu": 0, "logvar": 0, "rows": 0}
-    first = 0
-    if partial.exists() and overwrite:
-        partial.unlink()
-    elif partial.exists():
-        prov = _check_resumable(partial, job)
-        writer = LatentWriter.resume(out)
-        first = writer.n_rows
-        if first % batch_size and first != rows.count:
-            writer.close()
-            raise StoreError(
-                f"{partial} stopped at row {first}, which is not a batch boundary; delete it."
-            )
-        saved = prov.get("nonfinite")
-        if isinstance(saved, dict):
-            nonfinite.update({k: int(v) for k, v in saved.items() if k in nonfinite})
+    # An unfinished file of this same job is continued; one of another job is refused.
+    writer, nonfinite = _resume(out, job, batch_size, rows, overwrite)
+    first = 0 if writer is None else writer.n_rows
     provenance: dict[str, Any] = {
         **{k: v for k, v in runner.describe().items() if not k.endswith("_version")},
         "data_source": dataset.source,
-        "n_data": n_data,
+        "n_data": len(dataset),
         "n_rows": rows.count,
         "shard": job["shard"],
         "batch_size": batch_size,
