@@ -1034,3 +1034,15 @@ def test_parse_normalize(text, mean, std):
 def test_parse_normalize_errors(text):
     with pytest.raises(ConfigError, match="--normalize"):
         parse_normalize(text)
+
+
+def test_run_directory_hash_covers_config_and_weights_only(tmp_path):
+    from latentdiag.runners.loading import folder_sha256
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "weights.safetensors").write_bytes(b"a")
+    first = folder_sha256(tmp_path)
+    (tmp_path / "train_log.jsonl").write_text("epoch 1")
+    assert folder_sha256(tmp_path) == first
+    (tmp_path / "weights.safetensors").write_bytes(b"b")
+    assert folder_sha256(tmp_path) != first

@@ -46,14 +46,15 @@ def file_sha256(path: Path, h: Any = None) -> str:
 
 
 def folder_sha256(folder: str | os.PathLike[str]) -> str:
-    """sha256 over a run directory's config and weights (``*.json``, ``*.safetensors``).
+    """sha256 over a run directory's configuration and weights.
 
-    Names and bytes both count, in sorted order, so any change to the weights changes it.
+    The files hashed are ``config.json`` and every ``*.safetensors`` (names and bytes, in
+    sorted order), so new weights change it and logs or reports written beside them do not.
     """
     root = Path(folder)
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix in (".json", ".safetensors"):
+        if p.is_file() and (p.name == "config.json" or p.suffix == ".safetensors"):
             h.update(p.relative_to(root).as_posix().encode() + b"\0")
             file_sha256(p, h)
     return h.hexdigest()
