@@ -157,7 +157,10 @@ def test_unsupported_sections_are_explained(tmp_path: Path, kwargs: dict, reason
 def test_no_labels_projection_says_it_is_not_coloured(tmp_path: Path) -> None:
     lat = make_latents(tmp_path / "lat.h5", label_names=None, partitions=False)
     html = _pca([lat], tmp_path / "rep").html.read_text(encoding="utf-8")
-    assert "All 240 rows. Not coloured: this file has no labels. <span" in html
+    assert (
+        "Drawn on a random sample of 200 of 240 rows. Not coloured: this file has no labels."
+        in html
+    )
     assert (
         "No labels in this file: mutual information with the label and its figure need a "
         "label per row (/labels)."

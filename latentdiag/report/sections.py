@@ -248,12 +248,15 @@ def draw_file(
     rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
     report.sample_size = int(rows.size)
     sample_labels = labels[rows] if labels is not None else None
-    sample_note = (
-        f"Drawn on a stratified sample of {rows.size:,} of {store.n_samples:,} rows "
-        "(each label keeps its share)."
-        if rows.size < store.n_samples
-        else f"All {store.n_samples:,} rows."
-    )
+    if rows.size == store.n_samples:
+        sample_note = f"All {store.n_samples:,} rows."
+    elif labels is None:
+        sample_note = f"Drawn on a random sample of {rows.size:,} of {store.n_samples:,} rows."
+    else:
+        sample_note = (
+            f"Drawn on a stratified sample of {rows.size:,} of {store.n_samples:,} rows "
+            "(each label keeps its share)."
+        )
     label_note = (
         " ✕ marks each label's centroid."
         if labels is not None
