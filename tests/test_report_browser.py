@@ -251,12 +251,16 @@ def _latents(path: Path, n: int, sep: float, *, label_names: list[str], seed: in
     )
 
 
+# Resolved now: the test below changes the working directory.
+_DOCS_IMG = os.environ.get("LATENTDIAG_DOCS_IMG")
+DOCS_IMG = Path(_DOCS_IMG).resolve() if _DOCS_IMG else None
+
+
 def _docs_copy(check: PageCheck) -> None:
-    target = os.environ.get("LATENTDIAG_DOCS_IMG")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
+    if DOCS_IMG is not None:
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
         for name, png in check.screenshots.items():
-            (Path(target) / f"report-{name}.png").write_bytes(png)
+            (DOCS_IMG / f"report-{name}.png").write_bytes(png)
 
 
 def test_report_opens_cleanly_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
