@@ -532,3 +532,31 @@ def test_cli_reference_run_with_missing_run_dir(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "which no longer exists, so its images cannot be drawn" in html
+
+
+def test_cli_reference_run_gets_its_gallery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command asks reference_models.gallery for a run's images (stood in for here)."""
+    import types
+
+    run = tmp_path / "run"
+    run.mkdir()
+    calls = []
+
+    def run_gallery(run_dir, *, seed=0, device="cpu"):
+        calls.append((run_dir, seed))
+        return [("Latent traversals", "dimension 3 from −2 to 2", np.full((8, 8, 3), 9, np.uint8))]
+
+    fake = types.ModuleType("reference_models.gallery")
+    fake.run_gallery = run_gallery  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reference_models.gallery", fake)
+    a = make_latents(tmp_path / "a.h5", provenance={"kind": "reference-run", "run_dir": str(run)})
+    result = CliRunner().invoke(
+        cli, ["report", str(a), "-o", str(tmp_path / "r"), "--projection", "pca", "--seed", "7"]
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == [(str(run), 7)]
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "dimension 3 from −2 to 2" in html
+    assert (tmp_path / "r" / "figures" / "a" / "reference-gallery-0.png").exists()
