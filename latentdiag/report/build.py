@@ -29,16 +29,11 @@ from typing import Any
 
 from latentdiag import __version__
 from latentdiag.errors import ReportError
+from latentdiag.report.draw import draw_file
 from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
-from latentdiag.report.sections import (
-    Extras,
-    FileReport,
-    draw_file,
-    measure_file,
-    shared_limits,
-)
+from latentdiag.report.sections import Extras, FileReport, measure_file, shared_limits
 from latentdiag.store import LatentStore
 
 __all__ = ["DEFAULT_SAMPLE", "ReportResult", "build_report", "default_names"]

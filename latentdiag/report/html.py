@@ -9,8 +9,6 @@ partition and file names, paths, provenance values, reasons) passes through :fun
 from __future__ import annotations
 
 import base64
-import html
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +22,27 @@ from latentdiag.report.catalog import (
     get_path,
     info_for,
 )
-from latentdiag.report.palette import BETTER, NEUTRAL, WORSE
+from latentdiag.report.palette import BETTER, WORSE
 from latentdiag.report.sections import SECTIONS, FileReport, Panel
+from latentdiag.report.style import CSS
+from latentdiag.report.text import (
+    INTROS,
+    LEAKAGE_COLUMNS,
+    NOT_METRICS,
+    NOT_REQUESTED,
+    PARTITION_COMPARED,
+    delta_cell,
+    describe,
+    direction,
+    esc,
+    fmt_value,
+    interval,
+    is_number,
+    short,
+    verdict,
+)
 
-__all__ = ["Outcome", "PageInfo", "esc", "fmt_value", "render_page", "verdict"]
+__all__ = ["Outcome", "PageInfo", "esc", "render_page"]
 
 
 @dataclass(frozen=True)
@@ -60,64 +75,6 @@ class PageInfo:
     docs_url: str | None
     figure_paths: Mapping[tuple[int, str], str]
     projector_files: Sequence[str] = ()
-
-
-def esc(value: object) -> str:
-    """Escape any value for HTML text or an attribute value."""
-    return html.escape(str(value), quote=True)
-
-
-def fmt_value(value: Any) -> str:
-    """A metric value as short text: integers with separators, floats to 3 significant digits."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(v):
-        return "not finite"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v) >= 100:
-        return f"{v:.1f}"
-    return f"{v:.3g}"
-
-
-def verdict(path: str, value: Any, report: FileReport) -> str:
-    """A plain-words reading of a headline value ("" when there is nothing sound to say)."""
-    if value is None:
-        return ""
-    v = float(value)
-    if path == "separation.silhouette":
-        # Bands of Kaufman & Rousseeuw, "Finding Groups in Data" (1990), ch. 2.
-        if v > 0.70:
-            return "strong structure, the labels form clear, well separated clusters"
-        if v > 0.50:
-            return "reasonable structure, the labels form clear clusters"
-        if v > 0.25:
-            return "weak structure, the label clusters overlap a good deal"
-        return "no substantial structure, the labels overlap"
-    if path in ("separation.knn_accuracy", "separation.linear_probe_accuracy"):
-        chance = report.chance_accuracy
-        if chance is None:
-            return ""
-        if v <= chance + 0.05 * (1 - chance):
-            return f"about chance ({fmt_value(chance)}), the label cannot be read from the latents"
-        return f"chance would be {fmt_value(chance)}"
-    if path == "information.active_units":
-        return f"{int(v)} of {report.latent_dim} dimensions carry information"
-    return ""
-
-
-def _direction(info: MetricInfo | None) -> str:
-    if info is None or info.direction is None:
-        return ""
-    return f"{info.direction} is better"
 
 
 class _Page:
@@ -179,7 +136,7 @@ class _Page:
         self.w(
             '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
-            f"<title>latentdiag report: {esc(names)}</title>\n<style>{_CSS}</style>\n",
+            f"<title>latentdiag report: {esc(names)}</title>\n<style>{CSS}</style>\n",
             "</head>\n<body>\n",
         )
         self.header()
@@ -252,9 +209,9 @@ class _Page:
             )
 
     def summary_one(self, f: FileReport) -> None:
-        self.w(f'<p class="lead">{esc(_describe(f))}</p>')
+        self.w(f'<p class="lead">{esc(describe(f))}</p>')
         self.gaps(f)
-        items = [p for p in HEADLINE if _is_number(get_path(f.metrics, p))]
+        items = [p for p in HEADLINE if is_number(get_path(f.metrics, p))]
         if not items:
             self.w(
                 '<p class="note">No headline metric could be computed for this file; see the '
@@ -268,8 +225,8 @@ class _Page:
             words = verdict(path, value, f)
             self.w(
                 f'<li><span class="mname" title="{esc(info.explanation)}">{esc(info.title)}</span> '
-                f'<span class="value">{esc(fmt_value(value))}</span>{esc(_interval(f, path))} '
-                f'<span class="dir">({esc(_direction(info))}; {esc(info.range)})</span>'
+                f'<span class="value">{esc(fmt_value(value))}</span>{esc(interval(f, path))} '
+                f'<span class="dir">({esc(direction(info))}; {esc(info.range)})</span>'
                 + (f'<span class="words">: {esc(words)}</span>' if words else "")
                 + self.outcome_badges(f, path)
                 + "</li>"
@@ -284,9 +241,9 @@ class _Page:
         base = self.files[0]
         self.w('<ul class="leads">')
         for f in self.files:
-            self.w(f"<li>{esc(_describe(f))}</li>")
+            self.w(f"<li>{esc(describe(f))}</li>")
         self.w("</ul>")
-        items = [p for p in HEADLINE if any(_is_number(get_path(f.metrics, p)) for f in self.files)]
+        items = [p for p in HEADLINE if any(is_number(get_path(f.metrics, p)) for f in self.files)]
         if items:
             self.w('<table class="delta headline-table"><tr><th>headline</th><th>better</th>')
             self.w(f"<th>{esc(base.name)}</th>")
@@ -305,7 +262,7 @@ class _Page:
                     v = get_path(f.metrics, path)
                     self.w(
                         f'<td class="num">{esc(fmt_value(v))}{self.outcome_badges(f, path)}</td>',
-                        _delta_cell(base.name, f.name, v0, v, info),
+                        delta_cell(base.name, f.name, v0, v, info),
                     )
                 self.w("</tr>")
             self.w("</table>")
@@ -319,7 +276,7 @@ class _Page:
                 f"{METRICS[p].title} {fmt_value(get_path(f.metrics, p))}: "
                 f"{verdict(p, get_path(f.metrics, p), f)}"
                 for p in ("separation.silhouette", "separation.knn_accuracy")
-                if _is_number(get_path(f.metrics, p))
+                if is_number(get_path(f.metrics, p))
             ]
             if said:
                 words.append(f"<li><b>{esc(f.name)}</b> — {esc('; '.join(said))}.</li>")
@@ -364,8 +321,8 @@ class _Page:
             f'<span style="color:{WORSE}">▲▼ worse</span> follow each metric\'s direction; '
             "the arrow shows whether the value went up or down.</p>"
         )
-        paths = [p for p in METRICS if any(_is_number(get_path(f.metrics, p)) for f in self.files)]
-        paths += [p for p in self.partition_paths() if p.split(".", 2)[2] in _PARTITION_COMPARED]
+        paths = [p for p in METRICS if any(is_number(get_path(f.metrics, p)) for f in self.files)]
+        paths += [p for p in self.partition_paths() if p.split(".", 2)[2] in PARTITION_COMPARED]
         self.w('<table class="delta"><tr><th>metric</th><th>better</th>')
         self.w(f"<th>{esc(base.name)}</th>")
         for f in self.files[1:]:
@@ -380,7 +337,7 @@ class _Page:
             for f in self.files[1:]:
                 v = get_path(f.metrics, path)
                 self.w(f'<td class="num">{esc(fmt_value(v))}</td>')
-                self.w(_delta_cell(base.name, f.name, v0, v, info))
+                self.w(delta_cell(base.name, f.name, v0, v, info))
             self.w("</tr>")
         self.w("</table></section>\n")
 
@@ -397,7 +354,7 @@ class _Page:
                 else "none"
             )
             parts = ", ".join(f"{n} [{a}, {b})" for n, (a, b) in f.partitions.items()) or "none"
-            prov = "; ".join(f"{k}: {_short(v)}" for k, v in f.provenance.items() if k != "config")
+            prov = "; ".join(f"{k}: {short(v)}" for k, v in f.provenance.items() if k != "config")
             self.w(
                 f'<tr><td><b>{esc(f.name)}</b></td><td class="path">{esc(f.path)}</td>'
                 f'<td class="num">{f.n_samples:,}</td><td class="num">{f.latent_dim}</td>'
@@ -414,9 +371,9 @@ class _Page:
                 if panel.section == section_id and panel.kind not in kinds:
                     kinds.append(panel.kind)
         self.w(f'<section id="{esc(section_id)}"><h2>{esc(title)}</h2>')
-        self.w(_INTROS.get(section_id, ""))
+        self.w(INTROS.get(section_id, ""))
         if not kinds:
-            self.w(f'<p class="skip">Skipped: {esc(_NOT_REQUESTED[section_id])}</p></section>\n')
+            self.w(f'<p class="skip">Skipped: {esc(NOT_REQUESTED[section_id])}</p></section>\n')
             return
         for kind in kinds:
             by_file = [
@@ -454,7 +411,7 @@ class _Page:
         paths = [
             p
             for p in METRICS
-            if p.startswith(prefix) and any(_is_number(get_path(f.metrics, p)) for f in self.files)
+            if p.startswith(prefix) and any(is_number(get_path(f.metrics, p)) for f in self.files)
         ]
         if paths:
             self.metric_table(paths)
@@ -486,13 +443,13 @@ class _Page:
                 "one meant to hold the label should read near 1. See "
                 f"{self.doc_ref(*LEAKAGE_DOC).strip()}.</p>"
             )
-            columns = list(_LEAKAGE_COLUMNS)
+            columns = list(LEAKAGE_COLUMNS)
             for node in table.values():
                 if isinstance(node, Mapping):
                     columns += [k for k in node if k not in columns]
             self.w('<table class="metrics"><tr><th>subspace</th>')
             for key in columns:
-                self.w(f"<th>{esc(_LEAKAGE_COLUMNS.get(key, key))}</th>")
+                self.w(f"<th>{esc(LEAKAGE_COLUMNS.get(key, key))}</th>")
             self.w("</tr>")
             for part, node in table.items():
                 dims = f.partitions.get(str(part))
@@ -528,7 +485,7 @@ class _Page:
 
         paths: list[str] = []
         for f in self.files:
-            shown = {k: v for k, v in f.metrics.items() if k not in _NOT_METRICS}
+            shown = {k: v for k, v in f.metrics.items() if k not in NOT_METRICS}
             for p in scalar_paths(shown):
                 if p not in paths:
                     paths.append(p)
@@ -579,42 +536,6 @@ class _Page:
         )
 
 
-def _interval(f: FileReport, path: str) -> str:
-    """The confidence interval of a sampled silhouette as text; "" when it was exact."""
-    ci = get_path(f.metrics, path + "_ci")
-    if not (isinstance(ci, Sequence) and len(ci) == 2 and all(_is_number(v) for v in ci)):
-        return ""
-    level = get_path(f.metrics, path + "_ci_level")
-    rows = get_path(f.metrics, path + "_sample_size")
-    pct = f"{float(level):.0%} " if _is_number(level) else ""
-    on = f", estimated on {int(rows):,} rows" if _is_number(rows) else ""
-    return f" ({pct}CI {fmt_value(ci[0])} to {fmt_value(ci[1])}{on})"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    s = " ".join(str(value).split())
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _describe(f: FileReport) -> str:
-    bits = [f"{f.n_samples:,} samples × {f.latent_dim} latent dimensions"]
-    if f.label_counts:
-        names = [n for n, c in f.label_counts.items() if c > 0]
-        bits.append(f"{len(names)} labels ({', '.join(names)})")
-    else:
-        bits.append("no labels")
-    bits.append("posterior log-variances" if f.has_logvar else "no logvar")
-    if f.factor_names:
-        bits.append(f"{len(f.factor_names)} factors")
-    if f.partitions:
-        bits.append(f"{len(f.partitions)} partitions ({', '.join(f.partitions)})")
-    return f"{f.name}: " + ", ".join(bits) + "."
-
-
 def _partition_scalar_paths(metrics: Mapping[str, Any]) -> list[str]:
     from latentdiag.report.catalog import scalar_paths
 
@@ -622,139 +543,6 @@ def _partition_scalar_paths(metrics: Mapping[str, Any]) -> list[str]:
     if not isinstance(parts, Mapping):
         return []
     return [p for p in scalar_paths(parts, "partitions.") if info_for(p) is not None]
-
-
-def _delta_cell(base_name: str, name: str, v0: Any, v: Any, info: MetricInfo | None) -> str:
-    if not (_is_number(v0) and _is_number(v)):
-        return "<td></td>"
-    a, b = float(v0), float(v)
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return "<td></td>"
-    diff = b - a
-    title = f"{base_name} → {name}: {fmt_value(a)} → {fmt_value(b)}"
-    if abs(diff) <= 1e-9 * max(1.0, abs(a)):
-        return f'<td class="delta" title="{esc(title)}" style="color:{NEUTRAL}">= same</td>'
-    arrow = "▲" if diff > 0 else "▼"
-    word, colour = "", NEUTRAL
-    if info is not None and info.direction is not None:
-        better = diff > 0 if info.direction == "higher" else diff < 0
-        word, colour = ("better", BETTER) if better else ("worse", WORSE)
-    sign = "+" if diff > 0 else "−"
-    return (
-        f'<td class="delta" title="{esc(title)}" style="color:{colour}">'
-        f"{arrow} {sign}{esc(fmt_value(abs(diff)))} {word}</td>"
-    )
-
-
-# Top-level keys of the metrics dict that hold no measurements.
-_NOT_METRICS = ("settings", "skipped", "file", "label_names", "factor_names")
-
-# Leakage measures of the metrics suite, and their column headings.
-_LEAKAGE_COLUMNS = {
-    "linear_probe_accuracy": "linear probe accuracy",
-    "chance_accuracy": "chance accuracy",
-    "probe_above_chance": "probe above chance (0 chance … 1 perfect)",
-    "mi_sum": "summed MI with the label (nats)",
-    "mi_sum_normalized": "summed MI ÷ label entropy",
-}
-
-# Per-subspace metrics the comparison table shows (the partitions section shows them all).
-_PARTITION_COMPARED = (
-    "separation.silhouette",
-    "separation.centroid_distance.normalized_mean",
-    "separation.knn_accuracy",
-    "separation.linear_probe_accuracy",
-)
-
-_INTROS = {
-    "projections": (
-        "<p>Each point is one sample's latent mean, placed in two dimensions; colours are labels "
-        "and ✕ marks each label's centroid. Clear, separate islands mean the labels are easy to "
-        "tell apart.</p>"
-    ),
-    "separation": (
-        "<p>How far apart the labels lie in the full latent space, and how cleanly each sample "
-        "sits inside its own label's group.</p>"
-    ),
-    "information": (
-        "<p>Which latent dimensions carry information about the label, and which ones the "
-        "encoder uses at all.</p>"
-    ),
-    "disentanglement": (
-        "<p>Whether each ground-truth factor is captured by its own latent dimension.</p>"
-    ),
-    "partitions": (
-        "<p>Named subspaces of the latent vector, each measured on its own: a shared subspace "
-        "should hold little label information, a label-specific one a lot.</p>"
-    ),
-    "reference": (
-        "<p>Images drawn by the reference model that wrote these latents: reconstructions, "
-        "samples conditioned on each label, and traversals of single latent dimensions.</p>"
-    ),
-}
-
-_NOT_REQUESTED = {
-    "projections": "no projection was requested (--projection).",
-    "separation": "nothing to show.",
-    "information": "nothing to show.",
-    "disentanglement": "nothing to show.",
-    "partitions": "nothing to show.",
-    "reference": "reference-model images are drawn only for files written by a reference-model "
-    "run, through the `latentdiag report` command.",
-}
-
-_CSS = """
-:root { --fg: #1a1a1a; --muted: #5a5a5a; --line: #d8d8d8; --bg2: #f5f5f3; }
-* { box-sizing: border-box; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
-  color: var(--fg); margin: 0 auto; max-width: 1400px; padding: 0 1.5rem 2rem; line-height: 1.45; }
-header { border-bottom: 2px solid var(--fg); padding: 1rem 0 .5rem; }
-h1 { margin: 0 0 .3rem; font-size: 1.6rem; }
-h2 { margin-top: 2.2rem; border-bottom: 1px solid var(--line); padding-bottom: .2rem; }
-h3 { margin: 1.4rem 0 .4rem; font-size: 1.05rem; }
-nav a { margin-right: .8rem; font-size: .92rem; }
-a { color: #0a5fa8; }
-.path, code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85em;
-  color: var(--muted); overflow-wrap: anywhere; }
-.fname { font-weight: 600; }
-.lead { font-size: 1.02rem; }
-ul.headline { list-style: none; padding: 0; margin: .4rem 0 1rem; }
-ul.headline li { padding: .35rem .6rem; border-left: 4px solid #0072B2; background: var(--bg2);
-  margin-bottom: .3rem; }
-.mname { font-weight: 600; }
-.value { font-size: 1.15rem; font-weight: 700; margin: 0 .3rem;
-  font-variant-numeric: tabular-nums; }
-.dir { color: var(--muted); }
-.badge { display: inline-block; margin-left: .6rem; padding: 0 .4rem; border-radius: 3px;
-  font-size: .85rem; font-weight: 700; }
-.badge.pass, td.pass { color: #0072B2; }
-.badge.fail, td.fail { color: #B33F00; }
-.badge.pass { background: #e3f0fa; }
-.badge.fail { background: #fbe9df; }
-.banner { padding: .5rem .8rem; font-weight: 600; }
-.banner.pass { background: #e3f0fa; }
-.banner.fail { background: #fbe9df; }
-table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
-th, td { border-bottom: 1px solid var(--line); padding: .3rem .6rem; text-align: left;
-  vertical-align: top; }
-th { background: var(--bg2); }
-td.num, td.delta { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.metric { max-width: 40rem; }
-td.prov { max-width: 28rem; font-size: .8rem; overflow-wrap: anywhere; }
-.explain { color: var(--muted); font-size: .85rem; }
-.doc { font-size: .8rem; margin-left: .3rem; }
-.tag { background: var(--bg2); border: 1px solid var(--line); border-radius: 3px;
-  padding: 0 .3rem; font-size: .8rem; }
-.row { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-figure { margin: 0; flex: 1 1 420px; max-width: 760px; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
-figcaption { font-size: .85rem; color: var(--muted); margin-top: .3rem; }
-.who { font-weight: 700; margin-bottom: .2rem; }
-.gaps { color: var(--muted); font-size: .92rem; }
-.skip { color: var(--muted); font-style: italic; background: var(--bg2); padding: .5rem .7rem; }
-footer { margin-top: 2.5rem; border-top: 1px solid var(--line); padding-top: .6rem;
-  color: var(--muted); font-size: .85rem; }
-"""
 
 
 def render_page(

@@ -74,6 +74,7 @@ class LabelStyle:
         return cls(tuple(seen))
 
     def index(self, name: str) -> int:
+        """The label's position in the report's label order."""
         try:
             return self.names.index(name)
         except ValueError:

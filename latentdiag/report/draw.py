@@ -1,0 +1,461 @@
+"""Drawing one measured file: every figure it supports, and a reason for each it does not.
+
+A section the file cannot support (no labels, one label, no logvar, no factors, no partitions)
+becomes a :class:`~latentdiag.report.sections.Panel` with a reason instead of a figure, so the
+report explains the gap rather than failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from latentdiag.errors import LatentDiagError, ReportError
+from latentdiag.report.catalog import get_path
+from latentdiag.report.palette import LabelStyle
+from latentdiag.report.projections import project, stratified_sample
+from latentdiag.report.sections import Extras, FileReport, Panel
+from latentdiag.store import LatentStore
+
+__all__ = ["draw_file"]
+
+_PROJECTION_TITLES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+
+
+def draw_file(
+    report: FileReport,
+    store: LatentStore,
+    *,
+    style: LabelStyle,
+    projections: Sequence[str],
+    sample: int,
+    seed: int,
+    extras: Extras | None,
+    limits: Mapping[str, float],
+    progress: Callable[[str], None],
+) -> None:
+    """Draw every figure of one measured file into ``report.panels``.
+
+    Args:
+        report: The file's measurements, from :func:`measure_file`.
+        store: The open latents file.
+        style: Label colours shared by the whole report.
+        projections: Projection methods to draw.
+        sample: Rows in the stratified sample that projections and silhouette bars use.
+        seed: Seed of every random choice.
+        extras: Reference-model images callback.
+        limits: Shared axis limits, from :func:`shared_limits`.
+        progress: Receives one line per step.
+    """
+    from latentdiag.report import figures as fg
+
+    name, metrics = report.name, report.metrics
+    mu = store.mu  # (n, d)
+    labels = store.labels if report.label_names is not None else None
+    logvar_present = report.has_logvar
+    label_names = report.label_names
+    factor_names = report.factor_names
+    rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
+    report.sample_size = int(rows.size)
+    sample_labels = labels[rows] if labels is not None else None
+    if rows.size == store.n_samples:
+        sample_note = f"All {store.n_samples:,} rows."
+    elif labels is None:
+        sample_note = f"Drawn on a random sample of {rows.size:,} of {store.n_samples:,} rows."
+    else:
+        sample_note = (
+            f"Drawn on a stratified sample of {rows.size:,} of {store.n_samples:,} rows "
+            "(each label keeps its share)."
+        )
+    label_note = (
+        " ✕ marks each label's centroid."
+        if labels is not None
+        else " Not coloured: this file has no labels."
+    )
+    panels = report.panels
+
+    # -- projections ----------------------------------------------------------------------
+    for method in projections:
+        title = _PROJECTION_TITLES[method]
+        progress(f"{name}: {title} projection of {rows.size:,} rows")
+        try:
+            proj = project(method, mu, rows, random_state=seed)
+        except ReportError as exc:
+            panels.append(Panel("projections", method, title, skipped=str(exc)))
+            continue
+        fig = fg.projection_figure(
+            proj,
+            labels=sample_labels,
+            label_names=label_names,
+            style=style,
+            title=f"{title} of the latent means",
+            random_state=seed,
+        )
+        caption = f"{proj.note} {sample_note}{label_note}"
+        panels.append(Panel("projections", method, title, caption, fg.to_png(fig)))
+
+    # -- separation -----------------------------------------------------------------------
+    progress(f"{name}: separation figures")
+    no_sep = _separation_gap(report)
+    matrix = get_path(metrics, "separation.centroid_distance.matrix")
+    if no_sep:
+        panels.append(Panel("separation", "centroids", "Centroid distances", skipped=no_sep))
+        panels.append(Panel("separation", "silhouette", "Silhouette by label", skipped=no_sep))
+    else:
+        assert labels is not None and label_names is not None and sample_labels is not None
+        present = _present_names(report)
+        if matrix is not None:
+            fig = fg.centroid_heatmap(
+                np.asarray(matrix, dtype=float),
+                present,
+                vmax=limits.get("centroids"),
+                title="Distance between label centroids",
+            )
+            panels.append(
+                Panel(
+                    "separation",
+                    "centroids",
+                    "Centroid distances",
+                    "Euclidean distance between the mean latent vectors of every pair of labels, "
+                    f"over all {store.n_samples:,} rows. Bigger numbers off the diagonal mean "
+                    "better separated labels.",
+                    fg.to_png(fig),
+                )
+            )
+        else:
+            panels.append(
+                Panel(
+                    "separation",
+                    "centroids",
+                    "Centroid distances",
+                    skipped=_skip_reason(metrics, "separation.centroid_distance")
+                    or "the metrics hold no centroid distance matrix.",
+                )
+            )
+        panels.append(
+            _silhouette_panel(mu[rows], sample_labels, label_names, style, metrics, sample_note)
+        )
+
+    # -- information ----------------------------------------------------------------------
+    mi = get_path(metrics, "information.mi_per_dim")
+    if mi is not None and labels is not None:
+        fig = fg.mi_per_dim_figure(
+            mi,
+            n_labels=report.n_labels,
+            partitions=report.partitions,
+            ymax=limits.get("mi"),
+            title="Mutual information between each dimension and the label",
+        )
+        panels.append(
+            Panel(
+                "information",
+                "mi",
+                "Mutual information with the label",
+                "How much each latent dimension tells about the label, in nats; the dashed line "
+                "is the most any dimension can tell (ln of the number of labels).",
+                fg.to_png(fig),
+            )
+        )
+    else:
+        panels.append(
+            Panel(
+                "information",
+                "mi",
+                "Mutual information with the label",
+                skipped=_separation_gap(report, "mutual information with the label and its figure")
+                or _skip_reason(metrics, "information.mi_per_dim")
+                or "the metrics hold no per-dimension mutual information.",
+            )
+        )
+    kl = get_path(metrics, "information.kl_per_dim")
+    if not logvar_present:
+        panels.append(
+            Panel(
+                "information",
+                "kl",
+                "KL per dimension",
+                skipped="No logvar in this file: KL per dimension and active units need the "
+                "posterior log-variances (/logvar).",
+            )
+        )
+    elif kl is not None:
+        mask = get_path(metrics, "information.active_units_mask")
+        fig = fg.kl_per_dim_figure(
+            kl,
+            active=mask,
+            partitions=report.partitions,
+            ymax=limits.get("kl"),
+            title="KL divergence from the prior per dimension",
+        )
+        active = get_path(metrics, "information.active_units")
+        active_text = (
+            f" Active units (grey bars are not): {_fmt(active)} of {store.latent_dim}."
+            if active is not None
+            else ""
+        )
+        panels.append(
+            Panel(
+                "information",
+                "kl",
+                "KL per dimension",
+                "Mean KL(q(z_j | x) ‖ N(0, 1)) of each dimension over all rows: a dimension near "
+                f"0 has collapsed to the prior and carries nothing.{active_text}",
+                fg.to_png(fig),
+            )
+        )
+    else:
+        panels.append(
+            Panel(
+                "information",
+                "kl",
+                "KL per dimension",
+                skipped=_skip_reason(metrics, "information.kl_per_dim")
+                or "the metrics hold no KL per dimension.",
+            )
+        )
+
+    # -- disentanglement ------------------------------------------------------------------
+    if report.factor_mi is None or factor_names is None:
+        panels.append(
+            Panel(
+                "disentanglement",
+                "factor-mi",
+                "Factor × dimension mutual information",
+                skipped="No factors in this file: disentanglement scores need the ground-truth "
+                "generative factors (/factors).",
+            )
+        )
+    else:
+        fig = fg.factor_mi_heatmap(
+            report.factor_mi,
+            factor_names,
+            vmax=limits.get("factor-mi"),
+            title="Mutual information between factors and dimensions",
+        )
+        panels.append(
+            Panel(
+                "disentanglement",
+                "factor-mi",
+                "Factor × dimension mutual information",
+                "Each row is a ground-truth factor, each column a latent dimension. A "
+                "disentangled code has one bright cell per row and per column. Both sides "
+                "are binned as for MIG (20 equal-width bins), on "
+                f"{report.mi_rows:,} of {store.n_samples:,} rows.",
+                fg.to_png(fig),
+            )
+        )
+
+    # -- partitions -----------------------------------------------------------------------
+    if not report.partitions:
+        panels.append(
+            Panel(
+                "partitions",
+                "partition-scores",
+                "Label information per subspace",
+                skipped="No partitions in this file: per-subspace figures need named latent "
+                "subspaces (/partitions, e.g. shared = [0, 8), modality = [8, 16)).",
+            )
+        )
+    else:
+        progress(f"{name}: partition figures")
+        panels.extend(
+            _partition_panels(
+                report,
+                mu,
+                rows,
+                sample_labels,
+                label_names,
+                style,
+                seed,
+                _separation_gap(report, "label scores per subspace"),
+                sample_note,
+            )
+        )
+
+    # -- reference-model images -----------------------------------------------------------
+    if extras is not None:
+        try:
+            images = extras(store)
+        except LatentDiagError as exc:
+            panels.append(Panel("reference", "gallery", "Reference model", skipped=str(exc)))
+        else:
+            if images is None:
+                panels.append(
+                    Panel(
+                        "reference",
+                        "gallery",
+                        "Reference model",
+                        skipped="This file does not come from a reference-model run "
+                        "(`latentdiag train`), so there is no decoder to draw images with.",
+                    )
+                )
+            for i, (title, caption, image) in enumerate(images or []):
+                panels.append(
+                    Panel(
+                        "reference", f"gallery-{i}", str(title), str(caption), fg.image_png(image)
+                    )
+                )
+
+
+def _present_names(report: FileReport) -> list[str]:
+    return [n for n, c in (report.label_counts or {}).items() if c > 0]
+
+
+def _separation_gap(report: FileReport, what: str = "separation figures") -> str | None:
+    """Why label-based figures (``what``) cannot be drawn, or None when they can."""
+    if report.label_names is None:
+        return f"No labels in this file: {what} need a label per row (/labels)."
+    if report.n_labels < 2:
+        only = _present_names(report)
+        return (
+            f"Only one label ({only[0] if only else 'none'}) in this file: {what} need at "
+            "least two labels."
+        )
+    return None
+
+
+def _skip_reason(metrics: dict[str, Any], prefix: str) -> str | None:
+    """The reason the metrics suite gave for skipping a metric under ``prefix``."""
+    for entry in metrics.get("skipped") or []:
+        if not isinstance(entry, dict):
+            continue
+        names = [str(v) for k, v in entry.items() if k != "reason"]
+        if any(n == prefix or n.startswith(prefix + ".") or prefix.startswith(n) for n in names):
+            return str(entry.get("reason", ""))
+    return None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.3g}"
+
+
+def _silhouette_panel(
+    x: np.ndarray,
+    sample_labels: np.ndarray,
+    label_names: list[str],
+    style: LabelStyle,
+    metrics: dict[str, Any],
+    sample_note: str,
+) -> Panel:
+    from latentdiag.metrics import silhouette_samples
+    from latentdiag.report import figures as fg
+
+    k = len(np.unique(sample_labels))
+    if not 2 <= k <= x.shape[0] - 1:
+        return Panel(
+            "separation",
+            "silhouette",
+            "Silhouette by label",
+            skipped=f"silhouette needs 2 ≤ labels < samples; the sample has {k} labels in "
+            f"{x.shape[0]} rows.",
+        )
+    values = np.asarray(silhouette_samples(x, sample_labels), dtype=float)
+    overall = get_path(metrics, "separation.silhouette")
+    fig = fg.silhouette_figure(
+        values,
+        sample_labels,
+        label_names,
+        style=style,
+        overall=None if overall is None else float(overall),
+        title="Silhouette of each sample, by label",
+    )
+    return Panel(
+        "separation",
+        "silhouette",
+        "Silhouette by label",
+        "Each bar is one sample: its silhouette, sorted within its label. Long bars to the right "
+        "mean samples sit well inside their label's cluster; bars to the left of 0 sit closer to "
+        f"another label. The dashed line is the mean over the sample. {sample_note}",
+        fg.to_png(fig),
+    )
+
+
+def _partition_panels(
+    report: FileReport,
+    mu: np.ndarray,
+    rows: np.ndarray,
+    sample_labels: np.ndarray | None,
+    label_names: list[str] | None,
+    style: LabelStyle,
+    seed: int,
+    no_sep: str | None,
+    sample_note: str,
+) -> list[Panel]:
+    from latentdiag.report import figures as fg
+
+    panels: list[Panel] = []
+    metrics = report.metrics
+    names = ["all dimensions", *report.partitions]
+    keys = {
+        "silhouette": "separation.silhouette",
+        "k-NN accuracy": "separation.knn_accuracy",
+        "linear probe accuracy": "separation.linear_probe_accuracy",
+    }
+    if no_sep:
+        panels.append(
+            Panel(
+                "partitions", "partition-scores", "Label information per subspace", skipped=no_sep
+            )
+        )
+    else:
+        series: dict[str, list[float | None]] = {}
+        for title, key in keys.items():
+            values = [get_path(metrics, key)] + [
+                get_path(metrics, f"partitions.{p}.{key}") for p in report.partitions
+            ]
+            if any(v is not None for v in values):
+                series[title] = [None if v is None else float(v) for v in values]
+        if series:
+            fig = fg.partition_figure(
+                names,
+                series,
+                chance=report.chance_accuracy,
+                title="How well each subspace tells the labels apart",
+            )
+            panels.append(
+                Panel(
+                    "partitions",
+                    "partition-scores",
+                    "Label information per subspace",
+                    "Separation of the labels within each named subspace, next to the whole "
+                    "latent space. A subspace meant to be shared across labels should score near "
+                    "chance; one meant to hold the label should score high. The dashed line is "
+                    "the accuracy of always guessing the most common label.",
+                    fg.to_png(fig),
+                )
+            )
+        else:
+            panels.append(
+                Panel(
+                    "partitions",
+                    "partition-scores",
+                    "Label information per subspace",
+                    skipped="the metrics hold no per-partition separation scores.",
+                )
+            )
+    for pname, (start, stop) in report.partitions.items():
+        sub = mu[:, start:stop]
+        proj = project("pca", sub, rows, random_state=seed)
+        fig = fg.projection_figure(
+            proj,
+            labels=sample_labels,
+            label_names=label_names,
+            style=style,
+            title=f"Subspace {fg.plain(pname)}: dimensions {start}–{stop - 1}",
+            random_state=seed,
+        )
+        panels.append(
+            Panel(
+                "partitions",
+                f"subspace-{pname}",
+                f"Subspace {pname} [{start}, {stop})",
+                f"PCA of dimensions {start} to {stop - 1} only. {proj.note} {sample_note}"
+                + (" ✕ marks each label's centroid." if sample_labels is not None else ""),
+                fg.to_png(fig),
+            )
+        )
+    return panels
