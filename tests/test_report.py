@@ -213,6 +213,35 @@ def test_metric_links_follow_docs_url(tmp_path: Path) -> None:
     ) in html
 
 
+def test_tiny_file_skips_neighbour_projections(tmp_path: Path) -> None:
+    mu = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    lat = write_latents(tmp_path / "tiny.h5", mu, labels=[0, 0, 0, 1, 1, 1])
+    result = build_report([lat], tmp_path / "rep", projection=("pca", "tsne", "umap"))
+    assert "tiny: projections — t-SNE: t-SNE needs at least 10 samples; this file has 6." in (
+        result.skipped
+    )
+    assert (result.out_dir / "figures/tiny/projections-pca.png").exists()
+
+
+def test_label_names_without_rows_are_left_out(tmp_path: Path) -> None:
+    lat = make_latents(tmp_path / "gap.h5", label_names=["a", "b", "unused", "d"], n=90)
+    # make_latents cycles through all four names; keep the rows of a, b and d only.
+    from latentdiag.store import LatentStore
+
+    with LatentStore(lat) as store:
+        mu, labels = store.mu, store.labels
+    keep = labels != 2
+    lat = write_latents(
+        tmp_path / "gap3.h5", mu[keep], labels=labels[keep], label_names=["a", "b", "unused", "d"]
+    )
+    result = _pca([lat], tmp_path / "rep")
+    html = result.html.read_text(encoding="utf-8")
+    assert "3 labels (a, b, d)" in html
+    metrics = json.loads(result.metrics_json.read_text())
+    assert metrics["separation"]["centroid_distance"]["labels"] == ["a", "b", "d"]
+    assert not any(": separation —" in s for s in result.skipped)
+
+
 # -- escaping ---------------------------------------------------------------------------------
 def test_user_strings_are_escaped(tmp_path: Path) -> None:
     folder = tmp_path / 'runs<i>"&'

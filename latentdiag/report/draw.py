@@ -105,7 +105,8 @@ def draw_file(
         panels.append(Panel("separation", "silhouette", "Silhouette by label", skipped=no_sep))
     else:
         assert labels is not None and label_names is not None and sample_labels is not None
-        present = _present_names(report)
+        given = get_path(metrics, "separation.centroid_distance.labels")
+        present = [str(n) for n in given] if given is not None else _present_names(report)
         if matrix is not None:
             fig = fg.centroid_heatmap(
                 np.asarray(matrix, dtype=float),

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 DPI = 100
+# Most labels a scatter legend names; the others are counted.
+_MAX_LEGEND = 20
 # Names longer than this are shortened in figures (the HTML shows them whole).
 _MAX_NAME = 28
 
@@ -163,6 +165,11 @@ def projection_figure(
                     markersize=7,
                 )
             )
+        if len(handles) > _MAX_LEGEND:
+            # A legend taller than the plot helps no one: name the first labels, count the rest.
+            rest = len(handles) - (_MAX_LEGEND - 1)
+            handles = handles[: _MAX_LEGEND - 1]
+            handles.append(Line2D([], [], ls="", label=f"… {rest} more labels"))
         handles.append(
             Line2D(
                 [],
@@ -201,8 +208,12 @@ def centroid_heatmap(
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=vmax)
     names = [plain(n, 18) for n in label_names]
-    ax.set_xticks(range(k), names, rotation=45, ha="right")
-    ax.set_yticks(range(k), names)
+    # Past ~30 labels every name cannot fit: name every step-th one, smaller.
+    step = max(1, int(np.ceil(k / 30)))
+    size = 10 if k <= 12 else 8 if k <= 30 else 7
+    ticks = list(range(0, k, step))
+    ax.set_xticks(ticks, [names[i] for i in ticks], rotation=45, ha="right", fontsize=size)
+    ax.set_yticks(ticks, [names[i] for i in ticks], fontsize=size)
     ax.set_xlabel("label")
     ax.set_ylabel("label")
     if k <= 12:

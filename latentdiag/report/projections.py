@@ -121,8 +121,9 @@ def project(
     if method == "pca":
         return _pca(mu, x)
     if x.shape[0] < _MIN_POINTS:
+        title = {"tsne": "t-SNE", "umap": "UMAP"}[method]
         raise ReportError(
-            f"{method} needs at least {_MIN_POINTS} samples; this file has {x.shape[0]}."
+            f"{title} needs at least {_MIN_POINTS} samples; this file has {x.shape[0]}."
         )
     if method == "tsne":
         return _tsne(x, random_state)
