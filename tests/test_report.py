@@ -119,6 +119,17 @@ def test_full_report_has_every_section(tmp_path: Path) -> None:
     assert "docs/metrics.md § Silhouette" in html
     assert "How much closer each sample lies" in html
     assert "Drawn on a stratified sample of 200 of 240 rows" in html
+    # Every number in the "All metrics" table is explained (per-subspace rows by the same
+    # metric on the whole space, which the table also shows).
+    table = html.split('<section id="metrics">')[1].split("</section>")[0]
+    rows = table.split("<tr>")[2:]
+    assert len(rows) > 60
+    unexplained = [
+        r.split("<code>")[1].split("</code>")[0]
+        for r in rows
+        if 'class="explain"' not in r and 'class="tag"' not in r
+    ]
+    assert unexplained == []
     metrics = json.loads(result.metrics_json.read_text())
     assert metrics["n_samples"] == 240 and metrics["latent_dim"] == 8
     assert -1 <= metrics["separation"]["silhouette"] <= 1

@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "DOCS_PAGE",
+    "EXTRAS",
     "HEADLINE",
     "LEAKAGE_DOC",
     "METRICS",
@@ -229,6 +230,160 @@ METRICS: dict[str, MetricInfo] = {
     ),
 }
 
+_SIL = ("silhouette--separationsilhouette-silhouette_per_label", "Silhouette")
+_CEN = ("centroid-distances--separationcentroid_distance", "Centroid distances")
+_MI = ("mutual-information-with-the-label--informationmi_per_dim", "Mutual information")
+_LEAK = ("partitions-and-leakage", "Partitions and leakage")
+
+# Numbers the metrics suite writes beside the metrics above (and the file's size), explained
+# for the "All metrics" table; keys with a variable part (a label, a partition) end in ".*".
+EXTRAS: dict[str, MetricInfo] = {
+    "n_samples": MetricInfo(
+        "Samples", None, "", "Rows in the latents file.", "json-keys", "JSON keys"
+    ),
+    "latent_dim": MetricInfo(
+        "Latent dimensions",
+        None,
+        "",
+        "Dimensions of each latent vector.",
+        "json-keys",
+        "JSON keys",
+    ),
+    "separation.silhouette_per_label.*": MetricInfo(
+        "Silhouette of one label",
+        "higher",
+        "−1 to 1",
+        "The mean silhouette of the samples of this label: how well this label stands apart.",
+        *_SIL,
+    ),
+    "separation.silhouette_ci_level": MetricInfo(
+        "Silhouette confidence level",
+        None,
+        "0 to 1",
+        "Confidence level of the silhouette's interval, when it was estimated from a sample.",
+        *_SIL,
+    ),
+    "separation.silhouette_sample_size": MetricInfo(
+        "Silhouette sample size",
+        None,
+        "rows",
+        "Rows the silhouette was estimated from (each measured against all rows).",
+        *_SIL,
+    ),
+    "separation.centroid_distance.normalized_min": MetricInfo(
+        "Normalized closest centroid pair",
+        "higher",
+        "0 and up",
+        "The closest pair of label centres, divided by the typical spread around a centre.",
+        *_CEN,
+    ),
+    "separation.centroid_distance.rms_radius": MetricInfo(
+        "Within-label spread",
+        None,
+        "0 and up, in latent units",
+        "The pooled root-mean-square distance of samples from their own label's centre.",
+        *_CEN,
+    ),
+    "separation.chance_accuracy": MetricInfo(
+        "Chance accuracy",
+        None,
+        "0 to 1",
+        "The accuracy of always guessing the most common label: the floor for the probes.",
+        "k-nn-and-linear-probe-accuracy--separationknn_accuracy-linear_probe_accuracy",
+        "k-NN and linear-probe accuracy",
+    ),
+    "information.mi_sum": MetricInfo(
+        "Summed mutual information",
+        None,
+        "0 and up, in nats",
+        "The mutual information of every dimension with the label, added up.",
+        *_MI,
+    ),
+    "information.label_entropy": MetricInfo(
+        "Label entropy",
+        None,
+        "0 to ln(number of labels), in nats",
+        "How uncertain the label is before looking at the latents: the most any dimension "
+        "can tell about it.",
+        *_MI,
+    ),
+    "information.posterior_total_correlation_estimators.*": MetricInfo(
+        "Posterior TC estimator detail",
+        None,
+        "",
+        "The estimators and settings behind the posterior total correlation.",
+        "posterior-total-correlation--informationposterior_total_correlation",
+        "Posterior total correlation",
+    ),
+    "information.kl_total": MetricInfo(
+        "Total KL",
+        None,
+        "0 and up, in nats",
+        "The KL per dimension added up: the KL term of the VAE's loss, per sample.",
+        "kl-to-the-prior--informationkl_per_dim",
+        "KL to the prior",
+    ),
+    "information.active_units_threshold": MetricInfo(
+        "Active-unit threshold",
+        None,
+        "",
+        "The variance of a dimension's mean above which it counts as active.",
+        "active-units--informationactive_units",
+        "Active units",
+    ),
+    "disentanglement.dci.informativeness_train": MetricInfo(
+        "DCI informativeness (training rows)",
+        "higher",
+        "0 to 1",
+        "How accurately the factors are predicted on the rows the regressor was fitted on.",
+        "dci--disentanglementdcidisentanglement-completeness-informativeness",
+        "DCI",
+    ),
+    "disentanglement.sap_discrete": MetricInfo(
+        "SAP (discrete factors)",
+        "higher",
+        "0 to 1",
+        "SAP with each factor treated as classes, scored by classification accuracy.",
+        "sap--disentanglementsap-sap_discrete",
+        "SAP",
+    ),
+    "leakage.*.linear_probe_accuracy": MetricInfo(
+        "Subspace probe accuracy",
+        None,
+        "0 to 1",
+        "Accuracy of a linear classifier that reads the label from this subspace alone.",
+        *_LEAK,
+    ),
+    "leakage.*.chance_accuracy": MetricInfo(
+        "Chance accuracy",
+        None,
+        "0 to 1",
+        "The accuracy of always guessing the most common label.",
+        *_LEAK,
+    ),
+    "leakage.*.probe_above_chance": MetricInfo(
+        "Probe above chance",
+        None,
+        "0 chance … 1 perfect",
+        "How much of the label this subspace gives away to a linear read-out.",
+        *_LEAK,
+    ),
+    "leakage.*.mi_sum": MetricInfo(
+        "Subspace mutual information",
+        None,
+        "0 and up, in nats",
+        "The mutual information of the subspace's dimensions with the label, added up.",
+        *_LEAK,
+    ),
+    "leakage.*.mi_sum_normalized": MetricInfo(
+        "Subspace mutual information share",
+        None,
+        "0 and up",
+        "The summed mutual information divided by the label's entropy.",
+        *_LEAK,
+    ),
+}
+
 # The figures the summary leads with, in order (those present in the metrics are shown).
 HEADLINE: tuple[str, ...] = (
     "separation.silhouette",
@@ -246,13 +401,24 @@ HEADLINE: tuple[str, ...] = (
 
 
 def info_for(path: str) -> MetricInfo | None:
-    """The catalog entry of a metric path; partition paths (``partitions.<name>.…``) map to
-    the entry of the same metric on the whole latent space."""
+    """The catalog entry of a metric path, or ``None``.
+
+    Partition paths (``partitions.<name>.…``) map to the same metric on the whole latent
+    space; a label or partition name inside a path matches the ``*`` of an :data:`EXTRAS` key.
+    """
     if path in METRICS:
         return METRICS[path]
     parts = path.split(".")
     if len(parts) > 2 and parts[0] == "partitions":
-        return METRICS.get(".".join(parts[2:]))
+        return info_for(".".join(parts[2:]))
+    for key, info in EXTRAS.items():
+        pattern = key.split(".")
+        if key.endswith(".*") and path.startswith(key[:-1]):
+            return info
+        if len(pattern) == len(parts) and all(
+            p in ("*", q) for p, q in zip(pattern, parts, strict=True)
+        ):
+            return info
     return None
 
 
