@@ -600,3 +600,19 @@ def test_cli_reference_run_gets_its_gallery(
     html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "dimension 3 from −2 to 2" in html
     assert (tmp_path / "r" / "figures" / "a" / "reference-gallery-0.png").exists()
+
+
+def test_cli_reference_run_without_gallery_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where reference_models.gallery cannot be imported, the section says so."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setitem(sys.modules, "reference_models.gallery", None)  # import fails
+    a = make_latents(tmp_path / "a.h5", provenance={"kind": "reference-run", "run_dir": str(run)})
+    result = CliRunner().invoke(
+        cli, ["report", str(a), "-o", str(tmp_path / "r"), "--projection", "pca"]
+    )
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "cannot draw reference-model images (reference_models.gallery is not installed)" in html
