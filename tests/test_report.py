@@ -616,3 +616,26 @@ def test_cli_reference_run_without_gallery_module(
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "cannot draw reference-model images (reference_models.gallery is not installed)" in html
+
+
+def test_requirement_on_a_partition_only_one_file_has(tmp_path: Path) -> None:
+    a = make_latents(tmp_path / "a.h5")
+    b = make_latents(tmp_path / "b.h5", partitions=True, seed=1)
+    result = _pca([a, b], tmp_path / "rep", require=["leakage.shared.probe_above_chance<=0.5"])
+    (missing,) = result.outcomes["a"]
+    assert missing.passed is None and missing.detail.startswith("not in this file")
+    assert result.outcomes["b"][0].passed is True
+    assert result.passed is False
+
+
+def test_unknown_requirement_key_fails_before_any_work(tmp_path: Path) -> None:
+    a = make_latents(tmp_path / "a.h5")
+    result = CliRunner().invoke(
+        cli, ["report", str(a), "-o", str(tmp_path / "r"), "--require", "separaton.silhouette>0"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "Error: requirement separaton.silhouette>0: no metric 'separaton.silhouette' in the "
+        "results. Closest: separation.silhouette"
+    )
+    assert not (tmp_path / "r").exists()

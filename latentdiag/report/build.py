@@ -325,7 +325,11 @@ def _parse_requirements(require: Sequence[str]) -> list[Any]:
 
 
 def _check_requirement_keys(requirements: Sequence[Any], stores: Sequence[LatentStore]) -> None:
-    """Refuse a requirement on a metric no file could have, before any long computation."""
+    """Refuse a requirement on a metric no file could have, before any long computation.
+
+    The partitions of every file are offered at once, so a requirement on a subspace that only
+    some of the compared files have passes here (and reads "not in this file" for the others).
+    """
     if not requirements:
         return
     from latentdiag.metrics.check import check_requirements
@@ -335,12 +339,17 @@ def _check_requirement_keys(requirements: Sequence[Any], stores: Sequence[Latent
 
 
 def _evaluate(requirements: Sequence[Any], metrics: dict[str, Any]) -> list[Outcome]:
-    if not requirements:
-        return []
+    from latentdiag.errors import ConfigError
     from latentdiag.metrics.check import check_requirements
 
     outcomes = []
-    for req, res in zip(requirements, check_requirements(metrics, requirements), strict=True):
+    for req in requirements:
+        try:
+            (res,) = check_requirements(metrics, [req])
+        except ConfigError as exc:
+            # A key another compared file has (e.g. a partition this file lacks).
+            outcomes.append(Outcome(str(req), req.key, None, None, f"not in this file: {exc}"))
+            continue
         if res.value is None:
             detail = f"{res.resolved_key}: {res.reason}"
         else:
