@@ -655,3 +655,38 @@ def test_cli_embed_an_image_folder_through_dataloader_workers(tmp_path, onnx_mod
     # The folder was decoded at the model's size and channels (16×16 gray) in the worker.
     assert f["provenance"]["preprocessing"]["input_shape"] == [1, 16, 16]
     assert f["mu"].shape == (10, 6) and np.isfinite(f["mu"]).all()
+
+
+def test_cli_embed_a_reference_run_directory(tmp_path, npz, monkeypatch):
+    import reference_models
+    from latentdiag.runners.loading import folder_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"model": "disentangled"}')
+    (run / "weights.safetensors").write_bytes(b"weights")
+    encoder = Conditional().eval()
+    seen = {}
+
+    def load_encoder(run_dir, *, device="cpu"):
+        seen.update(run_dir=str(run_dir), device=device)
+        info = {"model": "disentangled", "conditional": True, "channels": 1, "size": 16,
+                "label_names": ["0", "1", "2"], "partitions": {"shared": [0, 4],
+                "modality": [4, 6]}, "latent_dim": 6}  # fmt: skip
+        return encoder, info
+
+    monkeypatch.setattr(reference_models, "load_encoder", load_encoder, raising=False)
+    out = tmp_path / "z.h5"
+    result = invoke("embed", str(run), str(npz), "-o", str(out), "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    assert seen == {"run_dir": str(run), "device": "cpu"}
+    assert "running reference model on torch cpu" in result.stderr
+    f = read_all(out)
+    assert f["partitions"] == {"shared": (0, 4), "modality": (4, 6)}
+    prov = f["provenance"]
+    assert prov["model_kind"] == "reference" and prov["model"] == str(run)
+    assert prov["model_sha256"] == folder_sha256(run)
+    images = np.load(npz)["images"].astype(np.float32)[:, None] / 255.0
+    with torch.no_grad():
+        mu, _ = encoder(torch.from_numpy(images), torch.from_numpy(f["labels"]))
+    np.testing.assert_allclose(f["mu"], mu.numpy(), atol=1e-5)

