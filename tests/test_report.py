@@ -339,7 +339,8 @@ def test_extras_images_are_shown(tmp_path: Path) -> None:
     gallery = result.out_dir / "figures/lat/reference-gallery-0.png"
     from PIL import Image
 
-    assert Image.open(gallery).size == (48, 32)
+    with Image.open(gallery) as im:
+        assert im.size == (48, 32)
     assert "top: input, bottom: &lt;reconstruction&gt;" in html
 
 
