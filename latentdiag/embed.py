@@ -353,6 +353,13 @@ def embed(
             f"the model takes labels (input {runner.spec.label_name!r}: a conditional encoder) "
             "but the data has none; give data with labels."
         )
+    known = runner.label_names
+    if runner.spec.conditional and known is not None and dataset.label_names != known:
+        raise ModelError(
+            f"the model was trained on the labels {', '.join(known)}, but the data's labels are "
+            f"{', '.join(dataset.label_names or [])}; a conditional encoder needs the same "
+            "labels in the same order."
+        )
     if preprocess is None:
         preprocess = plan_preprocess(
             runner.spec,

@@ -690,3 +690,16 @@ def test_cli_embed_a_reference_run_directory(tmp_path, npz, monkeypatch):
     with torch.no_grad():
         mu, _ = encoder(torch.from_numpy(images), torch.from_numpy(f["labels"]))
     np.testing.assert_allclose(f["mu"], mu.numpy(), atol=1e-5)
+
+
+def test_a_conditional_model_needs_the_labels_it_was_trained_on(tmp_path):
+    runner = open_runner(
+        Conditional().eval(), device="cpu", info={"conditional": True,
+        "label_names": ["oct", "chest", "path"]},
+    )  # fmt: skip
+    with pytest.raises(ModelError) as err:
+        embed(runner, make_data(), tmp_path / "z.h5")
+    assert str(err.value) == (
+        "the model was trained on the labels oct, chest, path, but the data's labels are chest, "
+        "oct, path; a conditional encoder needs the same labels in the same order."
+    )

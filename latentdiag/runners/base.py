@@ -105,6 +105,7 @@ class Runner(ABC):
         partitions: Named latent subspaces the model declares, name -> (start, stop).
         outputs: How the outputs were read, for provenance (e.g. ``{"mu": "mean"}``).
         spatial: How spatial latents become vectors: ``flatten`` or ``mean``.
+        label_names: The labels a conditional model was trained on, in order, when known.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class Runner(ABC):
         self.partitions: dict[str, tuple[int, int]] = dict(partitions or {})
         self.outputs: dict[str, str] = dict(outputs or {})
         self.spatial = spatial
+        self.label_names: list[str] | None = None
 
     @abstractmethod
     def _forward(

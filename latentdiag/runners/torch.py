@@ -476,7 +476,7 @@ def module_runner(
         conditional = _wants_labels(call)
     size = info.get("size")
     parts = {str(k): (int(v[0]), int(v[1])) for k, v in (info.get("partitions") or {}).items()}
-    return TorchRunner(
+    runner = TorchRunner(
         call,
         kind=kind,
         model=model,
@@ -494,3 +494,6 @@ def module_runner(
         partitions=parts,
         spatial=spatial,
     )
+    if info.get("label_names") is not None:
+        runner.label_names = [str(n) for n in info["label_names"]]
+    return runner
