@@ -1,5 +1,90 @@
-"""Reference VAEs bundled with latentdiag: a baseline conditional VAE and the disentangled
-conditional VAE with a partitioned latent space, with one training loop for both.
+"""Reference VAEs bundled with latentdiag: a baseline conditional VAE, the disentangled
+conditional VAE with a partitioned latent space, and β-VAE / β-TCVAE to compare with; one
+training loop for all of them.
 
-Depends on the latentdiag core; the core never imports this package.
+Depends on the latentdiag core; the core never imports this package. Importing this package
+is light: torch is imported by the functions that need it.
+
+Stable API (used by ``latentdiag embed`` and the report)::
+
+    model, config = load_run(run_dir)              # the trained model, eval mode, and RunConfig
+    encoder, info = load_encoder(run_dir)          # encoder(x, labels) -> (mu, logvar)
 """
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reference_models.base import EncoderModule, ReferenceVAE
+    from reference_models.config import RunConfig
+
+MODEL_NAMES = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
+
+__all__ = ["MODEL_NAMES", "load_encoder", "load_run"]
+
+
+def load_run(
+    run_dir: str | os.PathLike[str], *, device: Any = "cpu"
+) -> tuple[ReferenceVAE, RunConfig]:
+    """Load a trained reference model from its run directory (safetensors + JSON, no pickle).
+
+    Args:
+        run_dir: A directory written by ``latentdiag train``.
+        device: Where to put the model.
+
+    Returns:
+        (model in eval mode, its RunConfig). ``model.spec`` holds the data facts (channels,
+        size, label names).
+
+    Raises:
+        ModelError: The directory holds no readable reference model.
+    """
+    import torch
+
+    from latentdiag.errors import ModelError
+    from reference_models.checkpoint import load_weights
+    from reference_models.registry import get_model_class
+
+    state, config, spec = load_weights(run_dir)
+    model = get_model_class(config.model.name)(config.model, spec)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelError(
+            f"the weights in {run_dir} do not fit a {config.model.name} model built from its "
+            f"config ({first}); the run directory is damaged."
+        ) from None
+    model.to(torch.device(device)).eval()
+    return model, config
+
+
+def load_encoder(
+    run_dir: str | os.PathLike[str], *, device: Any = "cpu"
+) -> tuple[EncoderModule, dict[str, Any]]:
+    """The encoder of a trained run as a module ``(x, labels) -> (mu, logvar)``, and its facts.
+
+    ``x``: float (B, C, H, W) in [0, 1]; ``labels``: int64 (B,) (ignored when the encoder is
+    unconditional).
+
+    Returns:
+        (encoder in eval mode, info) with info keys ``model``, ``conditional``, ``channels``,
+        ``size``, ``label_names``, ``partitions`` ({name: [start, stop]}), ``latent_dim``.
+
+    Raises:
+        ModelError: The directory holds no readable reference model.
+    """
+    model, config = load_run(run_dir, device=device)
+    encoder = model.encoder_module().eval()
+    info = {
+        "model": config.model.name,
+        "conditional": bool(model.conditional),
+        "channels": model.spec.channels,
+        "size": model.spec.size,
+        "label_names": list(model.spec.label_names),
+        "partitions": {k: [a, b] for k, (a, b) in model.partitions().items()},
+        "latent_dim": model.latent_dim,
+    }
+    return encoder, info

@@ -28,6 +28,9 @@ COMMANDS: dict[str, str] = {
     "merge": "latentdiag.cli.merge_cmd:merge_command",
     "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
     "check": "latentdiag.cli.check_cmd:check_command",
+    "train": "latentdiag.cli.train_cmd:train_command",
+    "export": "latentdiag.cli.export_cmd:export_command",
+    "sample": "latentdiag.cli.sample_cmd:sample_command",
 }
 
 

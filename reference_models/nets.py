@@ -1,0 +1,133 @@
+"""Convolutional encoder and decoder shared by every reference model.
+
+Images are square, S = 16..256 pixels (a power of two), 1 or 3 channels. The encoder halves the
+resolution with stride-2 convolutions until 4 × 4, the decoder mirrors it with transposed
+convolutions. Both can be conditioned on a label through a learned label embedding: the encoder
+concatenates it to the flattened features, the decoder to z.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ConvDecoder", "ConvEncoder", "stage_channels"]
+
+
+def stage_channels(size: int, base: int, cap: int) -> list[int]:
+    """Channels after each stride-2 stage: base, 2·base, ... (capped), down to 4 × 4."""
+    n_stages = int(math.log2(size // 4))
+    return [min(base * 2**i, cap) for i in range(n_stages)]
+
+
+class ConvEncoder(nn.Module):
+    """x (B, C, S, S) in [0, 1] [+ labels (B,)] -> (mu, logvar), each (B, latent_dim).
+
+    Args:
+        channels: C.
+        size: S.
+        latent_dim: d.
+        base_channels: Channels of the first stage.
+        max_channels: Cap on the channels of deeper stages.
+        n_labels: Number of labels to condition on; 0 for an unconditional encoder.
+        embed_dim: Size of the label embedding.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        size: int,
+        latent_dim: int,
+        base_channels: int,
+        max_channels: int,
+        n_labels: int = 0,
+        embed_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        chans = stage_channels(size, base_channels, max_channels)
+        layers: list[nn.Module] = []
+        c_in = channels
+        for c in chans:
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.SiLU()]
+            c_in = c
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        flat = c_in * 4 * 4
+        self.conditional = n_labels > 0
+        self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
+        head_in = flat + (embed_dim if self.conditional else 0)
+        self.head = nn.Sequential(
+            nn.Linear(head_in, 256), nn.SiLU(), nn.Linear(256, 2 * latent_dim)
+        )
+        self.latent_dim = latent_dim
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.features(x * 2.0 - 1.0)  # (B, flat); inputs centred on 0
+        if self.embed is not None:
+            assert labels is not None, "a conditional encoder needs labels"
+            h = torch.cat([h, self.embed(labels)], dim=1)  # (B, flat + e)
+        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d) each
+        return mu, logvar
+
+
+class ConvDecoder(nn.Module):
+    """z (B, d) [+ labels (B,)] -> logits (B, C, S, S); sigmoid(logits) is the image.
+
+    Args:
+        channels: C.
+        size: S.
+        latent_dim: d.
+        base_channels: Channels of the last (largest) stage.
+        max_channels: Cap on the channels of the first stages.
+        n_labels: Number of labels to condition on; 0 for an unconditional decoder.
+        embed_dim: Size of the label embedding.
+        n_heads: Number of output heads; with ``n_heads == n_labels`` each label has its own
+            last layer (a modality-specific head) and ``labels`` choose it.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        size: int,
+        latent_dim: int,
+        base_channels: int,
+        max_channels: int,
+        n_labels: int = 0,
+        embed_dim: int = 16,
+        n_heads: int = 1,
+    ) -> None:
+        super().__init__()
+        chans = list(reversed(stage_channels(size, base_channels, max_channels)))
+        self.conditional = n_labels > 0
+        self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
+        z_in = latent_dim + (embed_dim if self.conditional else 0)
+        self.c0 = chans[0]
+        self.fc = nn.Sequential(nn.Linear(z_in, 256), nn.SiLU(), nn.Linear(256, chans[0] * 16))
+        layers: list[nn.Module] = [nn.SiLU()]
+        # All but the last stage are shared; the last upsampling is the output head.
+        for c_in, c_out in itertools.pairwise(chans):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
+        self.trunk = nn.Sequential(*layers)
+        self.n_heads = n_heads
+        self.heads = nn.ModuleList(
+            nn.ConvTranspose2d(chans[-1], channels, 4, stride=2, padding=1) for _ in range(n_heads)
+        )
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.embed is not None:
+            assert labels is not None, "a conditional decoder needs labels"
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, d + e)
+        h = self.fc(z).view(z.shape[0], self.c0, 4, 4)  # (B, c0, 4, 4)
+        h = self.trunk(h)  # (B, c_last, S/2, S/2)
+        if self.n_heads == 1:
+            return self.heads[0](h)  # type: ignore[no-any-return]
+        assert labels is not None, "modality-specific heads need labels"
+        # Every head runs on the whole batch (cheap: one layer) and each row keeps its own:
+        # the graph stays static, so DDP and ONNX see every parameter every step.
+        out = torch.stack([head(h) for head in self.heads], dim=1)  # (B, K, C, S, S)
+        index = labels.view(-1, 1, 1, 1, 1).expand(-1, 1, *out.shape[2:])
+        return out.gather(1, index).squeeze(1)  # (B, C, S, S)
