@@ -53,7 +53,7 @@ class DataConfig:
     """Where the images come from and how they are split."""
 
     source: str = "synthetic"  # any source latentdiag.data.open_dataset accepts
-    n: int = 10000  # images to use (synthetic: generated); 0 = every image of the source
+    n: int = 0  # images to use, a seeded random subset; 0 = all (synthetic: 10000 generated)
     size: int = 32  # H == W the images are resized to: a power of two from 16 to 256
     channels: int = 1  # 1 (grey) or 3 (RGB)
     heldout: float = 0.2  # fraction held out for evaluation, stratified by label
@@ -64,7 +64,7 @@ class DataConfig:
 class TrainConfig:
     """The optimisation loop and the machine it runs on."""
 
-    epochs: int = 10  # passes over the training split
+    epochs: int = 8  # passes over the training split
     batch_size: int = 128  # global batch; split evenly over processes under torchrun
     lr: float = 2e-3  # peak AdamW learning rate (constant after warm-up)
     warmup_steps: int = 100  # linear warm-up from 0 to lr over this many steps

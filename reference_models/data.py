@@ -26,6 +26,8 @@ from latentdiag.errors import ConfigError, DataError
 from reference_models.base import DataSpec
 from reference_models.config import DataConfig
 
+SYNTHETIC_N = 10000  # images generated for data.source=synthetic when data.n is 0
+
 __all__ = [
     "TrainingData",
     "batch_plan",
@@ -235,7 +237,7 @@ def _materialize(ds: ImageDataset, budget_gb: float) -> tuple[Tensor | None, np.
         arr = np.asarray(ds.images)
         labels = ds.labels if ds.labels is not None else np.full(n, -1, dtype=np.int64)
         if arr.nbytes <= budget_gb * 2**30:
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            t = torch.from_numpy(np.array(arr, copy=not arr.flags.writeable, order="C"))
             if t.dtype != torch.uint8:
                 t = t.float()
             return t, np.asarray(labels, dtype=np.int64)

@@ -73,6 +73,19 @@ def test_one_step_gives_finite_loss_and_moves_every_weight(name: str, channels: 
     assert trainable <= moved, sorted(trainable - moved)
 
 
+def test_disentangled_optional_terms_take_part() -> None:
+    plain = _model("disentangled")
+    assert plain.classifier is None and "adv" not in plain(_batch())
+    model = _model("disentangled", adversarial_weight=1.0, invariance_weight=1.0)
+    groups = model.param_groups()
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    parts = model(_batch())
+    assert {"adv", "adv_acc", "inv"} <= set(parts)
+    parts["loss"].backward()
+    assert all(p.grad is not None for p in model.classifier.parameters())
+
+
 @pytest.mark.parametrize("size", [32, 64, 128])
 def test_encoder_and_decoder_shapes_at_each_supported_size(size: int) -> None:
     model = _model("baseline", channels=3, size=size).eval()

@@ -14,12 +14,18 @@ _MODELS = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
 @click.option(
     "--data", "source", help="Data source: synthetic (default), digits, a folder, .npz, .npy, .h5."
 )
-@click.option("--epochs", type=int, help="Passes over the training split (default 10).")
+@click.option("--epochs", type=int, help="Passes over the training split (default 8).")
 @click.option("--batch-size", type=int, help="Global batch size (default 128).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
 @click.option("--size", type=int, help="Image size S (S × S pixels; default 32).")
 @click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey, default) or 3 (RGB).")
-@click.option("--n", "n_images", type=int, help="Images to use; 0 = all (default 10000).")
+@click.option(
+    "--n",
+    "--n-images",
+    "n_images",
+    type=int,
+    help="Images to use; 0 = all (default; synthetic: 10000).",
+)
 @click.option("--seed", type=int, help="Random seed (default 0): same seed, same run.")
 @device_option
 @click.option(
@@ -61,7 +67,8 @@ def train_command(
     """Train a reference VAE; the run directory ends with the weights, config.json,
     metrics.jsonl (held-out evaluation per epoch) and latents.h5 of the held-out set.
 
-    Runs unchanged under `torchrun --nproc_per_node=N -m latentdiag train ...`.
+    Runs unchanged under `torchrun --nproc_per_node=N -m latentdiag train ...` (there, write
+    --n-images: torchrun takes --n for an abbreviation of its own options).
 
     \b
     Examples:
