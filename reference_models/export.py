@@ -156,7 +156,7 @@ def _parity(
     except Exception as exc:
         raise ModelError(
             f"onnxruntime {ort.__version__} cannot load the exported model ({str(exc)[:200]}); "
-            "pass a lower ir_version / opset."
+            "export with a lower IR version or opset (--ir-version, --opset)."
         ) from None
     worst = 0.0
     for n in (images.shape[0], min(3, images.shape[0])):

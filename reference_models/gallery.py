@@ -72,12 +72,8 @@ def run_gallery(
     where = (
         "; ".join(f"rows {a}–{b - 1}: {name}" for name, (a, b) in parts.items()) if parts else ""
     )
-    seen: set[int] = set()
-    for i in range(labels.shape[0]):
-        k = int(labels[i])
-        if k in seen:
-            continue
-        seen.add(k)
+    for k in sorted({int(v) for v in labels}):
+        i = int((labels == k).nonzero()[0, 0])  # the first held-out image of label k
         label_text = f" ({names[k]})" if 0 <= k < len(names) else ""
         out.append(
             (

@@ -14,7 +14,7 @@ _MODELS = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
 @click.option(
     "--data", "source", help="Data source: synthetic (default), digits, a folder, .npz, .npy, .h5."
 )
-@click.option("--epochs", type=int, help="Passes over the training split (default 8).")
+@click.option("--epochs", type=int, help="Passes over the training split (default 20).")
 @click.option("--batch-size", type=int, help="Global batch size (default 128).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
 @click.option("--size", type=int, help="Image size S (S × S pixels; default 32).")
