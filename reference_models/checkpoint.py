@@ -223,7 +223,7 @@ def save_checkpoint(
     tensors["rng.torch"] = torch_rng
     if cuda_rng is not None:
         tensors["rng.cuda"] = cuda_rng
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     tensors["rng.numpy"] = torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))
     meta = _meta(config, spec)
     meta["state"] = json.dumps(state.to_dict())

@@ -151,11 +151,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = p.read_text(encoding="utf-8")
     try:
         if p.suffix.lower() == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                raise ConfigError(f"{p}: TOML configs need Python 3.11+; use JSON instead.")
-            out: Any = tomllib.loads(text)
+            out: Any = _load_toml(p, text)
         else:
             out = json.loads(text)
     except ValueError as exc:
@@ -163,6 +159,14 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(out, dict):
         raise ConfigError(f"{p}: expected a table with model / data / train sections.")
     return out
+
+
+def _load_toml(path: Path, text: str) -> Any:
+    if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
+        raise ConfigError(f"{path}: TOML configs need Python 3.11+; use JSON instead.")
+    import tomllib
+
+    return tomllib.loads(text)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:

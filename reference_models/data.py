@@ -128,7 +128,7 @@ class TrainingData:
                     "label": torch.from_numpy(self.labels[idx]).to(device),
                 }
             return
-        loader = torch.utils.data.DataLoader(
+        loader: torch.utils.data.DataLoader[Any] = torch.utils.data.DataLoader(
             self.dataset,  # type: ignore[arg-type]
             batch_sampler=[list(map(int, idx)) for idx in dataset_indices],
             num_workers=self.num_workers,

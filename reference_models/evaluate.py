@@ -42,19 +42,21 @@ class HeldoutResult:
 def silhouette(x: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float:
     """Mean silhouette (Euclidean) of ``x`` grouped by ``labels``; NaN for fewer than 2 labels.
 
-    Uses ``latentdiag.metrics.silhouette_score`` when available, scikit-learn's otherwise (the
-    two agree by contract). Above 5000 rows a fixed random subset is scored.
+    Uses ``latentdiag.metrics.silhouette_score`` (equal to scikit-learn's); NaN when the
+    latents are constant. Above 5000 rows a fixed random subset is scored.
     """
     if np.unique(labels).size < 2 or x.shape[0] < 3:
         return float("nan")
     if x.shape[0] > _SILHOUETTE_MAX:
         keep = np.random.default_rng(seed).choice(x.shape[0], _SILHOUETTE_MAX, replace=False)
         x, labels = x[keep], labels[keep]
+    from latentdiag.errors import MetricInputError
+    from latentdiag.metrics import silhouette_score
+
     try:
-        from latentdiag.metrics import silhouette_score
-    except ImportError:
-        from sklearn.metrics import silhouette_score
-    return float(silhouette_score(x, labels))
+        return float(silhouette_score(x, labels))
+    except MetricInputError:  # e.g. collapsed (constant) latents early in training
+        return float("nan")
 
 
 def _gather_rows(local: torch.Tensor, n_total: int, world: int) -> torch.Tensor:

@@ -124,7 +124,7 @@ class ConvDecoder(nn.Module):
         h = self.fc(z).view(z.shape[0], self.c0, 4, 4)  # (B, c0, 4, 4)
         h = self.trunk(h)  # (B, c_last, S/2, S/2)
         if self.n_heads == 1:
-            return self.heads[0](h)  # type: ignore[no-any-return]
+            return self.heads[0](h)
         assert labels is not None, "modality-specific heads need labels"
         # Every head runs on the whole batch (cheap: one layer) and each row keeps its own:
         # the graph stays static, so DDP and ONNX see every parameter every step.

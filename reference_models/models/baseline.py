@@ -55,18 +55,18 @@ class ConditionalVAE(ReferenceVAE):
             n_labels=spec.n_labels,
             embed_dim=config.embed_dim,
         )
-        self.encoder = ConvEncoder(**common)  # type: ignore[arg-type]
-        self.decoder = ConvDecoder(**common)  # type: ignore[arg-type]
+        self.encoder = ConvEncoder(**common)
+        self.decoder = ConvDecoder(**common)
 
     @property
     def conditional(self) -> bool:
         return True
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.encoder(x, labels)  # type: ignore[no-any-return]
+        return self.encoder(x, labels)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.decoder(z, labels)  # type: ignore[no-any-return]
+        return self.decoder(z, labels)
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x, y = batch["image"], batch["label"]

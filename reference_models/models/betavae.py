@@ -12,6 +12,7 @@ latents is what the objective found on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -56,7 +57,7 @@ class BetaVAE(ReferenceVAE):
     """Unconditional VAE with a weighted KL term."""
 
     name = "beta-vae"
-    config_class: type[ModelConfig] = BetaVAEConfig
+    config_class: ClassVar[type[ModelConfig]] = BetaVAEConfig
 
     def __init__(self, config: ModelConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -67,18 +68,18 @@ class BetaVAE(ReferenceVAE):
             base_channels=config.base_channels,
             max_channels=config.max_channels,
         )
-        self.encoder = ConvEncoder(**common)  # type: ignore[arg-type]
-        self.decoder = ConvDecoder(**common)  # type: ignore[arg-type]
+        self.encoder = ConvEncoder(**common)
+        self.decoder = ConvDecoder(**common)
 
     @property
     def conditional(self) -> bool:
         return False
 
     def encode(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.encoder(x)  # type: ignore[no-any-return]
+        return self.encoder(x)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.decoder(z)  # type: ignore[no-any-return]
+        return self.decoder(z)
 
     def _encode_sample(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         mu, logvar = self.encode(x)

@@ -119,6 +119,10 @@ class DisentangledConditionalVAE(ReferenceVAE):
     config_class = DisentangledConfig
     needs_labels = True
     config: DisentangledConfig
+    prior_mu: Tensor  # (K, d_m) buffer: means of p(z_modality | y)
+    prior_seen: Tensor  # (K,) bool buffer
+    shared_mean: Tensor  # (K, d_s) buffer: per-modality means subtracted from z_shared
+    shared_seen: Tensor  # (K,) bool buffer
 
     def __init__(self, config: DisentangledConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -133,8 +137,8 @@ class DisentangledConditionalVAE(ReferenceVAE):
             embed_dim=config.embed_dim,
         )
         enc = dict(common, n_labels=k if config.condition_encoder else 0)
-        self.encoder = ConvEncoder(**enc)  # type: ignore[arg-type]
-        self.decoder = ConvDecoder(**common, n_heads=k)  # type: ignore[arg-type]
+        self.encoder = ConvEncoder(**enc)
+        self.decoder = ConvDecoder(**common, n_heads=k)
         self.shared_dim = config.shared_dim
         self.modality_dim = config.latent_dim - config.shared_dim
         # Means of p(z_modality | y): the running mean of each modality's posterior means (see
@@ -180,7 +184,7 @@ class DisentangledConditionalVAE(ReferenceVAE):
         return mu, logvar
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.decoder(z, labels)  # type: ignore[no-any-return]
+        return self.decoder(z, labels)
 
     def param_groups(self) -> list[dict[str, Any]]:
         if self.classifier is None:
