@@ -64,7 +64,7 @@ class DataConfig:
 class TrainConfig:
     """The optimisation loop and the machine it runs on."""
 
-    epochs: int = 20  # passes over the training split
+    epochs: int = 10  # passes over the training split
     batch_size: int = 128  # global batch; split evenly over processes under torchrun
     lr: float = 2e-3  # peak AdamW learning rate (constant after warm-up)
     warmup_steps: int = 100  # linear warm-up from 0 to lr over this many steps

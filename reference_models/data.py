@@ -44,9 +44,8 @@ def open_source(cfg: DataConfig, *, seed: int) -> ImageDataset:
     """
     from latentdiag.data import open_dataset
 
-    return open_dataset(
-        cfg.source, size=cfg.size, channels=cfg.channels, n=cfg.n or None, seed=seed
-    )
+    n = cfg.n or (SYNTHETIC_N if cfg.source == "synthetic" else None)
+    return open_dataset(cfg.source, size=cfg.size, channels=cfg.channels, n=n, seed=seed)
 
 
 def heldout_split(

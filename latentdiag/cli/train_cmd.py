@@ -14,7 +14,7 @@ _MODELS = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
 @click.option(
     "--data", "source", help="Data source: synthetic (default), digits, a folder, .npz, .npy, .h5."
 )
-@click.option("--epochs", type=int, help="Passes over the training split (default 20).")
+@click.option("--epochs", type=int, help="Passes over the training split (default 10).")
 @click.option("--batch-size", type=int, help="Global batch size (default 128).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
 @click.option("--size", type=int, help="Image size S (S × S pixels; default 32).")
@@ -64,8 +64,12 @@ def train_command(
     quiet,
     as_json,
 ):
-    """Train a reference VAE; the run directory ends with the weights, config.json,
-    metrics.jsonl (held-out evaluation per epoch) and latents.h5 of the held-out set.
+    """Train a reference VAE (baseline, disentangled, beta-vae, beta-tcvae).
+
+    The run directory (--out) ends with the weights (model.safetensors), config.json,
+    metrics.jsonl (held-out evaluation per epoch), checkpoint.safetensors (for --resume) and
+    latents.h5 of the held-out set, ready for `latentdiag report`. Any config field can be set
+    with --set SECTION.FIELD=VALUE or a --config file (docs/models.md lists them).
 
     Runs unchanged under `torchrun --nproc_per_node=N -m latentdiag train ...` (there, write
     --n-images: torchrun takes --n for an abbreviation of its own options).

@@ -27,7 +27,7 @@ __all__ = ["BaselineConfig", "ConditionalVAE"]
 class BaselineConfig(ModelConfig):
     """Configuration of the baseline conditional VAE."""
 
-    name: str = "baseline"
+    name: str = "baseline"  # the model this config is for
     embed_dim: int = 16  # size of the label embedding given to encoder and decoder
     kl_weight: float = 1.0  # weight of the KL term (1 = the ELBO)
 

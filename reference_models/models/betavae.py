@@ -30,7 +30,7 @@ __all__ = ["BetaTCVAE", "BetaTCVAEConfig", "BetaVAE", "BetaVAEConfig"]
 class BetaVAEConfig(ModelConfig):
     """Configuration of the β-VAE."""
 
-    name: str = "beta-vae"
+    name: str = "beta-vae"  # the model this config is for
     beta: float = 4.0  # weight of the KL term; > 1 trades reconstruction for disentanglement
 
     def check(self) -> None:
@@ -42,7 +42,7 @@ class BetaVAEConfig(ModelConfig):
 class BetaTCVAEConfig(ModelConfig):
     """Configuration of the β-TCVAE."""
 
-    name: str = "beta-tcvae"
+    name: str = "beta-tcvae"  # the model this config is for
     alpha: float = 1.0  # weight of the index-code mutual information
     beta: float = 6.0  # weight of the total correlation
     gamma: float = 1.0  # weight of the dimension-wise KL

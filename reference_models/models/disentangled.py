@@ -71,7 +71,7 @@ __all__ = ["DisentangledConditionalVAE", "DisentangledConfig"]
 class DisentangledConfig(ModelConfig):
     """Configuration of the disentangled conditional VAE."""
 
-    name: str = "disentangled"
+    name: str = "disentangled"  # the model this config is for
     shared_dim: int = 8  # z[:shared_dim] is z_shared; the rest (latent_dim − shared_dim) z_modality
     embed_dim: int = 16  # size of the modality embedding
     condition_encoder: bool = True  # the encoder sees the modality embedding too
