@@ -133,6 +133,9 @@ class TrainingData:
             num_workers=self.num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
+            # Its own generator: a DataLoader draws its workers' base seed from the one it is
+            # given, and must not consume the global RNG that the training noise comes from.
+            generator=torch.Generator().manual_seed(0),
         )
         for item in loader:
             yield {

@@ -170,6 +170,33 @@ def test_resume_in_the_middle_of_an_epoch(tmp_path) -> None:
     assert len((stopped / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_streaming_data_trains_exactly_like_in_memory_data(tmp_path) -> None:
+    in_memory, streamed = tmp_path / "mem", tmp_path / "stream"
+    train(tiny("baseline", epochs=1), in_memory)
+    config = tiny("baseline", epochs=1, num_workers=0)
+    config = build_config(
+        overrides={**config.to_dict(), "data": {**config.to_dict()["data"], "in_memory_gb": 0.0}}
+    )
+    train(config, streamed)
+    _assert_same_weights(in_memory, streamed)
+
+
+def test_checkpoint_every_steps(tmp_path, monkeypatch) -> None:
+    import reference_models.trainer as trainer
+
+    steps: list[tuple[int, int, int]] = []
+    real = trainer.save_checkpoint
+
+    def spy(run_dir, *, state, **kwargs):
+        steps.append((state.epoch, state.step_in_epoch, state.global_step))
+        real(run_dir, state=state, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", spy)
+    train(tiny("baseline", checkpoint_every=3), tmp_path / "run")
+    # 4 steps per epoch: every 3rd step, and at each epoch's end.
+    assert steps == [(0, 3, 3), (1, 0, 4), (1, 2, 6), (2, 0, 8)]
+
+
 def test_resume_drops_metric_lines_written_after_the_checkpoint(tmp_path) -> None:
     run = tmp_path / "run"
     train(tiny("baseline", epochs=1), run)

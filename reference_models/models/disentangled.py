@@ -206,13 +206,15 @@ class DisentangledConditionalVAE(ReferenceVAE):
         """Set the centring means of z_shared and the prior means of z_modality to their exact
         values over the training split (the running averages lag behind a moving encoder)."""
         k, d = self.spec.n_labels, self.latent_dim
-        sums = torch.zeros(k, d, dtype=torch.float64, device=self.shared_mean.device)
-        counts = torch.zeros(k, dtype=torch.float64, device=self.shared_mean.device)
+        device = self.shared_mean.device
+        acc = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        sums = torch.zeros(k, d, dtype=acc, device=device)
+        counts = torch.zeros(k, dtype=acc, device=device)
         for batch in batches:
             y = batch["label"]
             raw, _ = self.encoder(batch["image"], y if self.conditional else None)  # (B, d)
-            one_hot = F.one_hot(y, k).to(torch.float64)  # (B, K)
-            sums += one_hot.T @ raw.to(torch.float64)
+            one_hot = F.one_hot(y, k).to(acc)  # (B, K)
+            sums += one_hot.T @ raw.to(acc)
             counts += one_hot.sum(0)
         sums, counts = reduce(sums), reduce(counts)
         present = counts > 0
