@@ -121,6 +121,24 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def parse_partitions(items: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Read ``NAME=START:STOP`` items (``--partition shared=0:8``) into name -> (start, stop).
+
+    Raises:
+        ConfigError: An item is not of that form.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for item in items:
+        m = re.fullmatch(r"\s*([A-Za-z_][\w.-]*)\s*=\s*(\d+)\s*:\s*(\d+)\s*", item)
+        if not m or int(m[2]) >= int(m[3]):
+            raise ConfigError(
+                f"--partition must be NAME=START:STOP with START < STOP, e.g. shared=0:8; "
+                f"got {item!r}."
+            )
+        out[m[1]] = (int(m[2]), int(m[3]))
+    return out
+
+
 def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | None:
     """The shard of this process under torchrun: (``RANK``, ``WORLD_SIZE``), or None."""
     env = os.environ if env is None else env

@@ -12,6 +12,7 @@ refuse.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -112,6 +113,15 @@ def export_encoder(
         proto = onnx.load(str(tmp))
         proto.ir_version = int(ir_version)
         proto.producer_name = "latentdiag"
+        # Read back by `latentdiag embed`, so latents from the ONNX file keep the partitions.
+        onnx.helper.set_model_props(
+            proto,
+            {
+                "latentdiag.model": str(info["model"]),
+                "latentdiag.partitions": json.dumps(info["partitions"]),
+                "latentdiag.label_names": json.dumps(info["label_names"]),
+            },
+        )
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         diff = _parity(str(tmp), wrapper, images, labels, conditional)

@@ -703,3 +703,54 @@ def test_a_conditional_model_needs_the_labels_it_was_trained_on(tmp_path):
         "the model was trained on the labels oct, chest, path, but the data's labels are chest, "
         "oct, path; a conditional encoder needs the same labels in the same order."
     )
+
+
+def test_onnx_metadata_partitions_and_the_partition_option(tmp_path, onnx_model, npz):
+    import onnx
+
+    model = onnx.load(str(onnx_model))
+    onnx.helper.set_model_props(model, {"latentdiag.partitions": '{"a": [0, 2], "b": [2, 6]}'})
+    declared = tmp_path / "declared.onnx"
+    onnx.save(model, str(declared))
+    result = invoke("embed", str(declared), str(npz), "-o", str(tmp_path / "a.h5"))
+    assert result.exit_code == 0, result.stderr
+    assert read_all(tmp_path / "a.h5")["partitions"] == {"a": (0, 2), "b": (2, 6)}
+    # --partition replaces what the model declares.
+    out = tmp_path / "b.h5"
+    result = invoke(
+        "embed", str(declared), str(npz), "-o", str(out), "--partition", "x=0:3",
+        "--partition", "y=3:6",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert read_all(out)["partitions"] == {"x": (0, 3), "y": (3, 6)}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "shared=8:0",
+            "Error: --partition must be NAME=START:STOP with START < STOP, e.g. shared=0:8; "
+            "got 'shared=8:0'.",
+        ),
+        ("shared=0:99", "Error: {out}: partition 'shared' = [0, 99) is out of range for latent "
+         "dimension 6; expected 0 <= start < stop <= 6."),
+    ],
+)  # fmt: skip
+def test_bad_partition_option(tmp_path, onnx_model, npz, value, message):
+    out = tmp_path / "p.h5"
+    result = invoke("embed", str(onnx_model), str(npz), "-o", str(out), "--partition", value)
+    assert result.exit_code == 1
+    assert error_line(result) == message.format(out=out)
+    assert not out.exists()
+
+
+def test_bad_partition_metadata_is_a_model_error(tmp_path, onnx_model):
+    import onnx
+
+    model = onnx.load(str(onnx_model))
+    onnx.helper.set_model_props(model, {"latentdiag.partitions": "[1, 2]"})
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ModelError, match=r"metadata 'latentdiag.partitions' must be a JSON"):
+        open_runner(str(bad), device="cpu")

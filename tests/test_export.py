@@ -111,3 +111,27 @@ def test_cli_export_errors(runs, tmp_path, args, message) -> None:
     assert result.exit_code == 1, result.output
     assert result.output.startswith(message.format(**fill))
     assert "Traceback" not in result.output
+
+
+def test_export_declares_partitions_and_labels_that_embed_keeps(runs, tmp_path) -> None:
+    from latentdiag.data.base import ArrayDataset
+    from latentdiag.embed import embed
+    from latentdiag.runners import open_runner
+    from latentdiag.store import LatentStore
+
+    path = tmp_path / "enc.onnx"
+    export_encoder(runs["disentangled"], path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["latentdiag.partitions"]) == {"shared": [0, 8], "modality": [8, 16]}
+    runner = open_runner(str(path), device="cpu")
+    assert runner.partitions == {"shared": (0, 8), "modality": (8, 16)}
+    assert runner.label_names == ["chest_xray", "oct", "pathology", "dermatoscopy"]
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(
+        rng.integers(0, 256, (12, 1, 16, 16), dtype=np.uint8),
+        labels=np.arange(12) % 4,
+        label_names=runner.label_names,
+    )
+    embed(runner, data, tmp_path / "z.h5", batch_size=4)
+    with LatentStore(tmp_path / "z.h5") as store:
+        assert store.partitions == {"shared": (0, 8), "modality": (8, 16)}

@@ -38,6 +38,13 @@ from latentdiag.cli.data_cmd import data_source_options, one_line_warnings, open
     help="Spatial latents C×H×W: flatten them, or average over H×W.",
 )
 @click.option("--normalize", default=None, help="0..1 (default), -1..1, imagenet or MEAN:STD.")
+@click.option(
+    "--partition",
+    "partitions",
+    multiple=True,
+    metavar="NAME=START:STOP",
+    help="Name a latent subspace, e.g. shared=0:8 (repeatable; replaces what the model says).",
+)
 @click.option("--shard", default=None, help="K/N: embed rows i with i % N == K (0-based).")
 @click.option("--workers", type=int, default=None, help="DataLoader workers (default: auto).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT and any unfinished OUT.partial.")
@@ -63,12 +70,21 @@ def embed_command(model: str, data: str, out: str, **opts: Any) -> None:
       latentdiag embed mypkg.vae:build --weights vae.safetensors data.npz -o latents.h5
       latentdiag embed encoder.onnx data.h5 -o part.h5 --shard 0/4
     """
-    from latentdiag.embed import embed, parse_shard, shard_from_env, shard_path, unfinished_rows
+    from latentdiag.embed import (
+        embed,
+        parse_partitions,
+        parse_shard,
+        shard_from_env,
+        shard_path,
+        unfinished_rows,
+    )
 
     shard = parse_shard(opts["shard"]) if opts["shard"] else shard_from_env()
     if shard is not None and not opts["shard"]:
         out = str(shard_path(out, shard))
     runner = _open_model(model, opts)
+    if opts["partitions"]:
+        runner.partitions = parse_partitions(opts["partitions"])
     click.echo(f"running {runner.kind} model on {runner.device}", err=True)
     dataset = _open_data(data, runner, opts)
     bar = _ProgressBar()

@@ -13,6 +13,7 @@ installed onnxruntime cannot read fails with both versions named.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -129,6 +130,42 @@ def _load_proto(path: Path) -> Any:
             f"{path} is not a readable ONNX model ({' '.join(str(exc).split())[:160]}); "
             "expected a file written by onnx.save or torch.onnx.export."
         ) from None
+
+
+PARTITIONS_KEY = "latentdiag.partitions"
+
+
+def declared_partitions(proto: Any, path: Path) -> dict[str, tuple[int, int]]:
+    """Latent partitions a model declares in its metadata (``latentdiag.partitions``).
+
+    The value is a JSON object ``{"shared": [0, 8], "modality": [8, 16]}``; ``latentdiag
+    export`` writes it, and anyone can add it to their own model with
+    ``onnx.helper.set_model_props``.
+
+    Raises:
+        ModelError: The entry is there but is not such an object.
+    """
+    props = {p.key: p.value for p in proto.metadata_props}
+    if PARTITIONS_KEY not in props:
+        return {}
+    try:
+        raw = json.loads(props[PARTITIONS_KEY])
+        return {str(k): (int(v[0]), int(v[1])) for k, v in raw.items() if len(v) == 2}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
+        raise ModelError(
+            f"{path}: metadata {PARTITIONS_KEY!r} must be a JSON object of name: [start, stop]; "
+            f"got {props[PARTITIONS_KEY][:120]!r}."
+        ) from None
+
+
+def declared_label_names(proto: Any) -> list[str] | None:
+    """The labels a conditional model was trained on (``latentdiag.label_names``), if given."""
+    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        names = json.loads(props.get("latentdiag.label_names", "null"))
+    except json.JSONDecodeError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
 
 
 def _open_session(path: Path, proto: Any, providers: list[Any]) -> Any:
@@ -329,9 +366,11 @@ class OnnxRunner(Runner):
             spec=spec,
             device=f"onnxruntime {ran}",
             model_sha256=_sha256([p, *external]),
+            partitions=declared_partitions(proto, p),
             outputs=outputs,
             spatial=spatial,
         )
+        self.label_names = declared_label_names(proto)
         self.session = session
         self.ir_version = int(proto.ir_version)
         self.opsets = {o.domain or "ai.onnx": int(o.version) for o in proto.opset_import}
