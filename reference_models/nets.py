@@ -34,6 +34,9 @@ class ConvEncoder(nn.Module):
         max_channels: Cap on the channels of deeper stages.
         n_labels: Number of labels to condition on; 0 for an unconditional encoder.
         embed_dim: Size of the label embedding.
+        blind_dims: The last ``blind_dims`` latent dimensions come from a head that sees the
+            image alone, never the label (so whatever they say about the label is read from
+            the image, not copied from the input).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class ConvEncoder(nn.Module):
         max_channels: int,
         n_labels: int = 0,
         embed_dim: int = 16,
+        blind_dims: int = 0,
     ) -> None:
         super().__init__()
         chans = stage_channels(size, base_channels, max_channels)
@@ -59,17 +63,27 @@ class ConvEncoder(nn.Module):
         self.conditional = n_labels > 0
         self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
         head_in = flat + (embed_dim if self.conditional else 0)
-        self.head = nn.Sequential(
-            nn.Linear(head_in, 256), nn.SiLU(), nn.Linear(256, 2 * latent_dim)
+        assert 0 <= blind_dims < latent_dim or (blind_dims == latent_dim and not self.conditional)
+        self.blind_dims = blind_dims if self.conditional else 0
+        seen = latent_dim - self.blind_dims
+        self.head = nn.Sequential(nn.Linear(head_in, 256), nn.SiLU(), nn.Linear(256, 2 * seen))
+        self.blind_head = (
+            nn.Sequential(nn.Linear(flat, 256), nn.SiLU(), nn.Linear(256, 2 * self.blind_dims))
+            if self.blind_dims
+            else None
         )
         self.latent_dim = latent_dim
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = self.features(x * 2.0 - 1.0)  # (B, flat); inputs centred on 0
+        feats = self.features(x * 2.0 - 1.0)  # (B, flat); inputs centred on 0
+        h = feats
         if self.embed is not None:
             assert labels is not None, "a conditional encoder needs labels"
-            h = torch.cat([h, self.embed(labels)], dim=1)  # (B, flat + e)
-        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d) each
+            h = torch.cat([feats, self.embed(labels)], dim=1)  # (B, flat + e)
+        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d − blind) each
+        if self.blind_head is not None:
+            mu_b, logvar_b = self.blind_head(feats).chunk(2, dim=1)  # (B, blind) each
+            mu, logvar = torch.cat([mu, mu_b], dim=1), torch.cat([logvar, logvar_b], dim=1)
         return mu, logvar
 
 

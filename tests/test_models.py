@@ -123,6 +123,24 @@ def test_disentangled_calibrate_sets_exact_label_means() -> None:
         )
 
 
+def test_disentangled_z_modality_is_read_from_the_image_alone() -> None:
+    """The label feeds z_shared only: z_modality's separation cannot be copied from the input."""
+    model = _model("disentangled").eval()
+    x = torch.rand(4, 1, 16, 16)
+    with torch.no_grad():
+        mu_a, lv_a = model.encode(x, torch.tensor([0, 1, 2, 3]))
+        mu_b, lv_b = model.encode(x, torch.tensor([3, 2, 1, 0]))
+    torch.testing.assert_close(mu_a[:, 8:], mu_b[:, 8:])
+    torch.testing.assert_close(lv_a[:, 8:], lv_b[:, 8:])
+    assert not torch.allclose(mu_a[:, :8], mu_b[:, :8])  # z_shared is conditional
+    # The seed's variant, where the label also feeds z_modality, stays available.
+    leaky = _model("disentangled", modality_from_image=False).eval()
+    with torch.no_grad():
+        a = leaky.encode(x, torch.tensor([0, 1, 2, 3]))[0]
+        b = leaky.encode(x, torch.tensor([3, 2, 1, 0]))[0]
+    assert not torch.allclose(a[:, 8:], b[:, 8:])
+
+
 def test_unconditional_models_ignore_labels() -> None:
     for name in ("beta-vae", "beta-tcvae"):
         model = _model(name).eval()

@@ -1,11 +1,13 @@
 """``disentangled``: the DisentangledConditionalVAE of the seed note.
 
-z = [z_shared (8), z_modality (8)]. The encoder and the decoder are conditioned on a learned
-modality embedding; the decoder ends in one output head per modality. Two terms act on the
-modality part: a separation loss on the batch centroids of each modality, and a supervised
-contrastive loss. z_shared is kept free of modality information by centring it per modality;
-an adversarial modality classifier behind a gradient reversal layer, and a penalty on the
-between-modality variance share of z_shared, are optional extras.
+z = [z_shared (8), z_modality (8)]. The decoder and the z_shared part of the encoder are
+conditioned on a learned modality embedding; z_modality is read from the image alone
+(``modality_from_image``), so the modality separation it shows is learned from the pixels
+rather than copied from the label input. The decoder ends in one output head per modality.
+Two terms act on the modality part: a separation loss on the batch centroids of each
+modality, and a supervised contrastive loss. z_shared is kept free of modality information
+by centring it per modality; an adversarial modality classifier behind a gradient reversal
+layer, and a penalty on the between-modality variance share of z_shared, are optional extras.
 
 Loss::
 
@@ -75,6 +77,10 @@ class DisentangledConfig(ModelConfig):
     shared_dim: int = 8  # z[:shared_dim] is z_shared; the rest (latent_dim − shared_dim) z_modality
     embed_dim: int = 16  # size of the modality embedding
     condition_encoder: bool = True  # the encoder sees the modality embedding too
+    # z_modality is read from the image alone (a head that never sees the label), so its
+    # separation is learned from what the images look like, not copied from the label input;
+    # the label reaches only z_shared. False lets the label feed z_modality too.
+    modality_from_image: bool = True
     kl_weight: float = 1.0  # weight of the KL terms (1 = the ELBO)
     conditional_prior: bool = True  # p(z_modality | y) = N(m_y, I), m_y the modality's mean
     prior_momentum: float = 0.9  # EMA momentum of m_y, updated from each training batch
@@ -136,7 +142,8 @@ class DisentangledConditionalVAE(ReferenceVAE):
             n_labels=k,
             embed_dim=config.embed_dim,
         )
-        enc = dict(common, n_labels=k if config.condition_encoder else 0)
+        blind = config.latent_dim - config.shared_dim if config.modality_from_image else 0
+        enc = dict(common, n_labels=k if config.condition_encoder else 0, blind_dims=blind)
         self.encoder = ConvEncoder(**enc)
         self.decoder = ConvDecoder(**common, n_heads=k)
         self.shared_dim = config.shared_dim
