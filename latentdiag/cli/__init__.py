@@ -21,16 +21,17 @@ from latentdiag.errors import LatentDiagError
 
 # name -> "module:attribute"; the order here is the order of ``latentdiag --help``.
 COMMANDS: dict[str, str] = {
-    "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
-    "report": "latentdiag.cli.report_cmd:report_command",
+    "demo": "latentdiag.cli.demo_cmd:demo_command",
     "data": "latentdiag.cli.data_cmd:data_group",
-    "embed": "latentdiag.cli.embed_cmd:embed_command",
-    "merge": "latentdiag.cli.merge_cmd:merge_command",
-    "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
-    "check": "latentdiag.cli.check_cmd:check_command",
     "train": "latentdiag.cli.train_cmd:train_command",
     "export": "latentdiag.cli.export_cmd:export_command",
     "sample": "latentdiag.cli.sample_cmd:sample_command",
+    "embed": "latentdiag.cli.embed_cmd:embed_command",
+    "merge": "latentdiag.cli.merge_cmd:merge_command",
+    "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
+    "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
+    "check": "latentdiag.cli.check_cmd:check_command",
+    "report": "latentdiag.cli.report_cmd:report_command",
 }
 
 
