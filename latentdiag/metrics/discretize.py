@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -9,6 +12,7 @@ import numpy as np
 from latentdiag.metrics._validation import check_latents, check_positive_int
 
 __all__ = [
+    "classes_by_construction",
     "discrete_entropy",
     "discrete_mutual_info",
     "discretize_factors",
@@ -17,6 +21,18 @@ __all__ = [
 
 # A factor with at most this many distinct values is taken as discrete as it is.
 MAX_FACTOR_LEVELS = 32
+
+
+@contextmanager
+def classes_by_construction() -> Iterator[None]:
+    """Fit classifiers on binned factors without scikit-learn's "looks like regression" guess.
+
+    Binned factors are classes by construction; on few rows scikit-learn sees many classes per
+    sample and warns once per fitted tree.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)
+        yield
 
 
 def histogram_discretize(X: Any, *, n_bins: int = 20) -> np.ndarray:

@@ -13,7 +13,7 @@ from latentdiag.metrics._validation import (
     check_positive_int,
     check_random_state,
 )
-from latentdiag.metrics.discretize import discretize_factors
+from latentdiag.metrics.discretize import classes_by_construction, discretize_factors
 
 __all__ = ["DCIResult", "dci", "dci_from_importance"]
 
@@ -166,7 +166,8 @@ def dci(
             acc_train.append(1.0)
             acc_test.append(float((y_te == y_tr[0]).mean()))
             continue
-        fitted = _model(model, seed).fit(arr[train], y_tr)
+        with classes_by_construction():
+            fitted = _model(model, seed).fit(arr[train], y_tr)
         R[:, j] = np.abs(fitted.feature_importances_)
         acc_train.append(float((fitted.predict(arr[train]) == y_tr).mean()))
         acc_test.append(float((fitted.predict(arr[test]) == y_te).mean()))

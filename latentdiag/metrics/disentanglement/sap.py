@@ -11,7 +11,7 @@ from latentdiag.metrics._validation import (
     check_positive_int,
     check_random_state,
 )
-from latentdiag.metrics.discretize import discretize_factors
+from latentdiag.metrics.discretize import classes_by_construction, discretize_factors
 
 __all__ = ["sap_from_scores", "sap_score"]
 
@@ -63,9 +63,10 @@ def _discrete_scores(
             if n_classes < 2:
                 continue
             # A few thresholds on one code: enough leaves for every class to get an interval.
-            model = DecisionTreeClassifier(
-                max_leaf_nodes=2 * n_classes, class_weight="balanced", random_state=0
-            ).fit(x_tr, y_tr)
+            with classes_by_construction():
+                model = DecisionTreeClassifier(
+                    max_leaf_nodes=2 * n_classes, class_weight="balanced", random_state=0
+                ).fit(x_tr, y_tr)
             scores[i, j] = _balanced_accuracy(y_te, model.predict(x_te))
     return scores
 
