@@ -575,48 +575,30 @@ def test_cli_reference_run_with_missing_run_dir(tmp_path: Path) -> None:
     assert "which no longer exists, so its images cannot be drawn" in html
 
 
-def test_cli_reference_run_gets_its_gallery(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The command asks reference_models.gallery for a run's images (stood in for here)."""
-    import types
+def test_cli_report_on_a_real_training_run_shows_its_images(tmp_path: Path) -> None:
+    """A run's own latents.h5 points back to the run: the report draws its reconstructions,
+    samples and traversals."""
+    from reference_models.config import build_config
+    from reference_models.trainer import train
 
-    run = tmp_path / "run"
-    run.mkdir()
-    calls = []
-
-    def run_gallery(run_dir, *, seed=0, device="cpu"):
-        calls.append((run_dir, seed))
-        return [("Latent traversals", "dimension 3 from −2 to 2", np.full((8, 8, 3), 9, np.uint8))]
-
-    fake = types.ModuleType("reference_models.gallery")
-    fake.run_gallery = run_gallery  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reference_models.gallery", fake)
-    a = make_latents(tmp_path / "a.h5", provenance={"kind": "reference-run", "run_dir": str(run)})
-    result = CliRunner().invoke(
-        cli, ["report", str(a), "-o", str(tmp_path / "r"), "--projection", "pca", "--seed", "7"]
+    config = build_config(
+        model="disentangled",
+        overrides={
+            "model": {"base_channels": 8},
+            "data": {"n": 64, "size": 16},
+            "train": {"batch_size": 16, "epochs": 1, "device": "cpu"},
+        },
     )
-    assert result.exit_code == 0, result.output
-    assert calls == [(str(run), 7)]
-    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
-    assert "dimension 3 from −2 to 2" in html
-    assert (tmp_path / "r" / "figures" / "a" / "reference-gallery-0.png").exists()
-
-
-def test_cli_reference_run_without_gallery_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Where reference_models.gallery cannot be imported, the section says so."""
-    run = tmp_path / "run"
-    run.mkdir()
-    monkeypatch.setitem(sys.modules, "reference_models.gallery", None)  # import fails
-    a = make_latents(tmp_path / "a.h5", provenance={"kind": "reference-run", "run_dir": str(run)})
+    run = train(config, tmp_path / "run")
+    assert run.latents is not None
     result = CliRunner().invoke(
-        cli, ["report", str(a), "-o", str(tmp_path / "r"), "--projection", "pca"]
+        cli, ["report", str(run.latents), "-o", str(tmp_path / "r"), "--projection", "pca"]
     )
     assert result.exit_code == 0, result.output
     html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
-    assert "cannot draw reference-model images (reference_models.gallery is not installed)" in html
+    for title in ("Reconstructions", "Samples", "Latent traversal (oct)"):
+        assert title in html
+    assert (tmp_path / "r" / "figures" / "latents" / "reference-gallery-0.png").exists()
 
 
 def test_requirement_on_a_partition_only_one_file_has(tmp_path: Path) -> None:

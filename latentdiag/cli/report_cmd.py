@@ -139,15 +139,8 @@ def _reference_images(seed: int):
                 f"this file was written by the reference-model run {run_dir}, which no longer "
                 "exists, so its images cannot be drawn; keep the run folder to see them."
             )
-        try:
-            from reference_models.gallery import run_gallery
-        except ModuleNotFoundError as exc:
-            if exc.name != "reference_models.gallery":
-                raise
-            raise ReportError(
-                "this latentdiag cannot draw reference-model images (reference_models.gallery "
-                "is not installed); upgrade latentdiag to see them."
-            ) from None
+        from reference_models.gallery import run_gallery
+
         return run_gallery(str(run_dir), seed=seed, device="cpu")
 
     return extras
