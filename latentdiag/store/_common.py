@@ -1,0 +1,113 @@
+"""What the writer and the reader of latents files share: names, limits, attribute coding."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from latentdiag.errors import StoreError
+
+FORMAT_NAME = "latents"
+FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+DEFAULT_BLOCK_ROWS = 65536
+# Row chunks of ~16k rows: big enough for gzip to pay off, small enough to read in blocks.
+CHUNK_ROWS = 16384
+ROW_DATASETS = ("mu", "logvar", "labels", "factors", "sample_ids", "index")
+STR_DTYPE = h5py.string_dtype(encoding="utf-8")
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """The in-progress name of a latents file: ``<name>.partial``."""
+    p = Path(path)
+    return p.with_name(p.name + PARTIAL_SUFFIX)
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def encode_attr(value: Any) -> Any:
+    """HDF5 attributes hold scalars, strings and flat arrays; anything richer goes as JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    return json.dumps(value, default=str)
+
+
+def decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [decode_attr(v) for v in value.tolist()]
+    if isinstance(value, str) and (value == "null" or value[:1] in ("[", "{")):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            return value
+    return value
+
+
+def check_names(names: Sequence[str] | None, what: str) -> list[str] | None:
+    if names is None:
+        return None
+    out = [str(n) for n in names]
+    if len(set(out)) != len(out):
+        raise StoreError(f"{what} must be unique; got {out}.")
+    return out
+
+
+def check_partitions(
+    partitions: Mapping[str, Sequence[int]] | None, latent_dim: int, where: str
+) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for name, bounds in (partitions or {}).items():
+        try:
+            start, stop = (int(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"{where}: partition {name!r} must be [start, stop); got {bounds!r}."
+            ) from None
+        if not 0 <= start < stop <= latent_dim:
+            raise StoreError(
+                f"{where}: partition {name!r} = [{start}, {stop}) is out of range for "
+                f"latent dimension {latent_dim}; expected 0 <= start < stop <= {latent_dim}."
+            )
+        out[str(name)] = (start, stop)
+    return out
+
+
+def names_attr(f: h5py.File, key: str) -> list[str] | None:
+    if key not in f.attrs:
+        return None
+    raw = f.attrs[key]
+    values = raw.tolist() if isinstance(raw, np.ndarray) else [raw]
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def label_minmax(
+    ds: h5py.Dataset, n: int, block_rows: int = DEFAULT_BLOCK_ROWS * 4
+) -> tuple[int, int]:
+    lo, hi = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for start in range(0, n, block_rows):
+        block = ds[start : min(start + block_rows, n)]
+        if block.size:
+            lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
+    return lo, hi
+
+
+def short_error(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200]
