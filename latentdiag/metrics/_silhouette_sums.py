@@ -4,8 +4,8 @@
   label blocks, each pair computed once.
 * :func:`label_sums_torch` — blocked torch, fused by ``torch.compile`` on a GPU.
 
-Both return S (n_rows, k) with S[i, c] = Σ_{j in label c} |x_i − x_j|, distances from
-differences in float64.
+Both return S (n_rows, k) float64 with S[i, c] = Σ_{j in label c} |x_i − x_j|, distances from
+differences (on the CPU, a pair's squared distance in the data's precision).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import numpy as np
 Progress = Callable[[float], None]
 
 
-def _pad8(X: np.ndarray) -> np.ndarray:
-    """float64 copy with features zero-padded to a multiple of 8 (zeros add 0 to distances)."""
+def _pad8(X: np.ndarray, dtype: Any) -> np.ndarray:
+    """Copy with features zero-padded to a multiple of 8 (zeros add 0 to distances)."""
     n, d = X.shape
     d8 = -(-d // 8) * 8
-    out = np.zeros((n, d8), dtype=np.float64)
+    out = np.zeros((n, d8), dtype=dtype)
     out[:, :d] = X
     return out
 
@@ -67,8 +67,11 @@ def label_sums_numba(
     from latentdiag.metrics._silhouette_numba import label_distance_sums, num_threads
 
     symmetric = XB is None
-    A = _pad8(XA)
-    BT = np.ascontiguousarray(A.T if symmetric else _pad8(XB).T)  # type: ignore[arg-type]
+    # float32 data keeps float32 pair arithmetic (see the kernel's notes); sums stay float64.
+    single = XA.dtype == np.float32 and (XB is None or XB.dtype == np.float32)
+    dtype = np.float32 if single else np.float64
+    A = _pad8(XA, dtype)
+    BT = np.ascontiguousarray(A.T if symmetric else _pad8(XB, dtype).T)  # type: ignore[arg-type]
     tiles = _tiles(rows, cols, symmetric=symmetric)
     n = A.shape[0]
     # One accumulator per thread; cap their memory at ~1 GiB whatever the thread count.
