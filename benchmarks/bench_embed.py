@@ -127,6 +127,7 @@ def bench(name: str, model: nn.Module, shape: tuple[int, ...], args, tmp: Path) 
             pair = {}
             for which in ("bare", "embed") if i % 2 == 0 else ("embed", "bare"):
                 fn = bare if which == "bare" else (lambda r=runner: embed_with(r))
+                time.sleep(0.3)  # let the previous run's pool threads go idle
                 pair[which] = best_of(fn, 1)
             t_bare.append(pair["bare"])
             t_embed.append(pair["embed"])

@@ -49,14 +49,14 @@ def load_run(
 
     state, config, spec = load_weights(run_dir)
     model = get_model_class(config.model.name)(config.model, spec)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
         raise ModelError(
             f"the weights in {run_dir} do not fit a {config.model.name} model built from its "
-            f"config ({first}); the run directory is damaged."
-        ) from None
+            f"config.json ({mismatch}); the run was written by another version of latentdiag "
+            "or its files were changed: train it again."
+        )
+    model.load_state_dict(state)
     model.to(torch.device(device)).eval()
     return model, config
 
@@ -88,3 +88,18 @@ def load_encoder(
         "latent_dim": model.latent_dim,
     }
     return encoder, info
+
+
+def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """What keeps ``found`` from loading into a model whose state is ``expected`` ("" if fine)."""
+    parts = []
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        k for k in expected if k in found and tuple(expected[k].shape) != tuple(found[k].shape)
+    ]
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{what}: {', '.join(keys[:3])}{more}")
+    return "; ".join(parts)

@@ -53,6 +53,10 @@ class DataConfig:
     """Where the images come from and how they are split."""
 
     source: str = "synthetic"  # any source latentdiag.data.open_dataset accepts
+    split: str = "train"  # MedMNIST .npz / HDF5: the split to train on (train, val, test)
+    labels: str = ""  # labels file (.npy or .csv) for an .npy image stack; "" = none
+    images_key: str = ""  # .npz key or HDF5 dataset path of the images; "" = found by name
+    labels_key: str = ""  # .npz key or HDF5 dataset path of the labels; "" = found by name
     n: int = 0  # images to use, a seeded random subset; 0 = all (synthetic: 10000 generated)
     size: int = 32  # H == W the images are resized to: a power of two from 16 to 256
     channels: int = 1  # 1 (grey) or 3 (RGB)

@@ -45,7 +45,17 @@ def open_source(cfg: DataConfig, *, seed: int) -> ImageDataset:
     from latentdiag.data import open_dataset
 
     n = cfg.n or (SYNTHETIC_N if cfg.source == "synthetic" else None)
-    return open_dataset(cfg.source, size=cfg.size, channels=cfg.channels, n=n, seed=seed)
+    return open_dataset(
+        cfg.source,
+        size=cfg.size,
+        channels=cfg.channels,
+        n=n,
+        seed=seed,
+        split=cfg.split,
+        labels=cfg.labels or None,
+        images_key=cfg.images_key or None,
+        labels_key=cfg.labels_key or None,
+    )
 
 
 def heldout_split(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -164,8 +165,15 @@ def _parity(
     try:
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as exc:
+        text = " ".join(str(exc).split())
+        m = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+        if m:
+            raise ModelError(
+                f"the installed onnxruntime {ort.__version__} reads ONNX IR versions up to {m[2]}, "
+                f"not {m[1]}; export with --ir-version {m[2]} or lower."
+            ) from None
         raise ModelError(
-            f"onnxruntime {ort.__version__} cannot load the exported model ({str(exc)[:200]}); "
+            f"onnxruntime {ort.__version__} cannot load the exported model ({text[-200:]}); "
             "export with a lower IR version or opset (--ir-version, --opset)."
         ) from None
     worst = 0.0

@@ -3,6 +3,7 @@ before/after as a slow test."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def test_demo_cli_quick_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """The command end to end (as small as --quick gets when we shrink QUICK for the test)."""
     import reference_models.demo as demo
 
-    monkeypatch.setattr(demo, "QUICK", TINY)
+    monkeypatch.setattr(demo, "QUICK", dataclasses.replace(TINY, smoke=True))
     (tmp_path / "runs").mkdir()  # an earlier demo's folder, replaced with --overwrite
     out = CliRunner().invoke(
         cli, ["demo", "--out", str(tmp_path), "--quick", "--overwrite", "--json"]
@@ -127,6 +128,8 @@ def test_demo_cli_quick_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     data = json.loads(out.stdout)
     assert Path(data["paths"]["report"]).is_file()
     assert data["headline"][0]["key"] == "separation.silhouette"
+    assert data["caveat"].startswith("A smoke run (--quick)")
+    assert data["caveat"] in (tmp_path / "README.md").read_text()
 
 
 @pytest.mark.slow

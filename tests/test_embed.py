@@ -597,6 +597,12 @@ def test_cli_factory_with_weights(tmp_path, npz, monkeypatch):
         want = trained(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(f["mu"], want, atol=1e-5)
     assert f["provenance"]["model_kind"] == "factory"
+    assert "note: no --weights" not in result.stderr
+    # Without --weights the factory's own (here: random) weights run, and the user is told.
+    result = invoke("embed", "mymodels:build", str(npz), "-o", "r.h5", "--model-kwargs",
+                    '{"dim": 3}', "--size", "16")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "note: no --weights given; the factory's own weights are used\n" in result.stderr
 
 
 def test_help_lists_embed_and_merge():

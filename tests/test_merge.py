@@ -148,3 +148,16 @@ def test_cli_merge_error_line(tmp_path, shards):
     assert result.stderr == (
         f"Error: the output {shards[0]} is one of the inputs; choose another -o path.\n"
     )
+
+
+def test_cli_merge_onto_an_existing_file_names_overwrite(tmp_path, shards):
+    out = tmp_path / "m.h5"
+    assert CliRunner().invoke(cli, ["merge", *map(str, shards), "-o", str(out)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["merge", *map(str, shards), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {out} already exists; choose another output path, remove it, or overwrite it "
+        "(--overwrite).\n"
+    )
+    again = CliRunner().invoke(cli, ["merge", *map(str, shards), "-o", str(out), "--overwrite"])
+    assert again.exit_code == 0, again.stderr

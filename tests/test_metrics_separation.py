@@ -304,3 +304,21 @@ def test_cluster_indices_invariant_to_permutation_and_renaming(seed: int, n: int
         assert other.min == pytest.approx(base.min)
         assert other.normalized_mean == pytest.approx(base.normalized_mean)
         assert sorted(np.ravel(other.matrix)) == pytest.approx(sorted(np.ravel(base.matrix)))
+
+
+def test_kernels_use_the_workqueue_threading_layer_unless_told_otherwise() -> None:
+    """numba's OpenMP layer beside torch's OpenMP runtime can abort a process at exit."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba\n"
+        "from latentdiag.metrics import silhouette_score\n"
+        "silhouette_score(np.random.rand(50, 3).astype('float32'), np.arange(50) % 2)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "workqueue"

@@ -369,3 +369,45 @@ def test_torchrun_two_processes_gloo(tmp_path) -> None:
         mu, _ = encoder(x, torch.from_numpy(ds.labels[held]))
     with LatentStore(out / "latents.h5") as store:
         np.testing.assert_allclose(store.mu, mu.numpy(), atol=1e-5)
+
+
+def test_train_on_an_npy_stack_with_a_labels_file(tmp_path) -> None:
+    """The [data] section reaches every loader option: an .npy stack plus a CSV of labels."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.integers(0, 256, (64, 16, 16), dtype=np.uint8))
+    (tmp_path / "labels.csv").write_text("\n".join(str(i % 2) for i in range(64)) + "\n")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train", "--model", "baseline", "--data", str(tmp_path / "images.npy"),
+            "--set", f"data.labels={tmp_path / 'labels.csv'}", "--epochs", "1",
+            "-o", str(tmp_path / "run"), *TINY_ARGS,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with LatentStore(tmp_path / "run" / "latents.h5") as store:
+        assert store.label_names == ["0", "1"]
+
+
+def test_weights_that_do_not_fit_name_the_keys(disentangled_run: Path, tmp_path) -> None:
+    import shutil
+
+    from safetensors.torch import save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(disentangled_run, run)
+    weights = run / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata()
+    state = load_file(str(weights))
+    state["extra.weight"] = torch.zeros(1)
+    removed = sorted(state)[0]
+    del state[removed]
+    save_file(state, str(weights), metadata=meta)
+    with pytest.raises(ModelError) as info:
+        load_run(run)
+    text = str(info.value)
+    assert f"missing: {removed}" in text and "unexpected: extra.weight" in text
+    assert "written by another version of latentdiag or its files were changed" in text

@@ -64,10 +64,13 @@ def demo_command(out: str, overwrite: bool, quick: bool, seed: int, device: str,
                 "headline": [row.__dict__ for row in result.headline],
                 "seconds": result.seconds,
                 "devices": result.devices,
+                "caveat": config.caveat,
             }
         )
         return
     _print_table(result, format_value)
+    if config.caveat:
+        err.print(f"[yellow]{config.caveat}[/yellow]")
 
 
 def _print_table(result, format_value) -> None:

@@ -86,6 +86,8 @@ def embed_command(model: str, data: str, out: str, **opts: Any) -> None:
     if opts["partitions"]:
         runner.partitions = parse_partitions(opts["partitions"])
     click.echo(f"running {runner.kind} model on {runner.device}", err=True)
+    if runner.kind == "factory" and not opts["weights"]:
+        click.echo("note: no --weights given; the factory's own weights are used", err=True)
     dataset = _open_data(data, runner, opts)
     bar = _ProgressBar()
     try:

@@ -85,6 +85,10 @@ def report_command(
 
     methods = () if "none" in projections else (projections or ("pca", "umap", "tsne"))
     err = console(stderr=True)
+
+    def show(msg: str) -> None:
+        err.print(f"[dim]{msg}[/dim]")
+
     result = build_report(
         list(latents),
         out,
@@ -97,7 +101,7 @@ def report_command(
         device=device,
         export_projector=export_projector,
         extras=_reference_images(seed),
-        progress=None if as_json else lambda msg: err.print(f"[dim]{msg}[/dim]"),
+        progress=show if err.is_terminal and not as_json else None,  # CI logs stay short
     )
     if as_json:
         echo_json(_as_dict(result))

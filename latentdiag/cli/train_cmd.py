@@ -112,7 +112,8 @@ def train_command(
         return
     out = console()
     out.print(
-        f"[bold]{summary['model']}[/bold] → {summary['run_dir']}  ({summary['epochs']} epochs, "
+        f"[bold]{summary['model']}[/bold] → {summary['run_dir']}  "
+        f"({summary['epochs']} epoch{'' if summary['epochs'] == 1 else 's'}, "
         f"{summary['device']}, {summary['images_per_s']:,.0f} img/s)"
     )
     held = {k: v for k, v in summary["metrics"].items() if k.startswith(("heldout", "silhouette"))}

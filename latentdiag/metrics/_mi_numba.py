@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from latentdiag.metrics import _numba  # noqa: F401  (the threading layer, before any launch)
+
 
 @njit(cache=True, nogil=True)
 def _kth_distance(xs, p, s, e, k):  # type: ignore[no-untyped-def]

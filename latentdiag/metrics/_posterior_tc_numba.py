@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from latentdiag.metrics import _numba  # noqa: F401  (the threading layer, before any launch)
+
 _LOG_2PI = math.log(2.0 * math.pi)
 _CUTOFF = -40.0
 

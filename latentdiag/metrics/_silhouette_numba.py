@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from latentdiag.metrics import _numba  # noqa: F401  (the threading layer, before any launch)
+
 # Tile sizes: BLOCK_COLS doubles of each of 8 feature rows stay in L1; BLOCK_ROWS rows reuse them.
 BLOCK_ROWS = 128
 BLOCK_COLS = 256

@@ -78,7 +78,8 @@ class LatentWriter:
             raise StoreError(f"latent_dim must be at least 1; got {latent_dim}.")
         if self.path.exists() and not overwrite:
             raise StoreError(
-                f"{self.path} already exists; choose another output path or remove it first."
+                f"{self.path} already exists; choose another output path, remove it, or "
+                "overwrite it (--overwrite)."
             )
         if not self.path.parent.exists():
             raise StoreError(f"cannot write {self.path}: folder {self.path.parent} does not exist.")
