@@ -145,7 +145,7 @@ def bench(name: str, model: nn.Module, shape: tuple[int, ...], args, tmp: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=4096, help="images per run")
+    parser.add_argument("--n", type=int, default=32768, help="images per run (steady state)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")

@@ -133,7 +133,7 @@ class ArrayDataset(ImageDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         img = np.asarray(self.images[index])
         if img.dtype == np.uint8:
-            img = img.astype(np.float32) / 255.0
+            img = np.divide(img, np.float32(255), dtype=np.float32)
         else:
             img = img.astype(np.float32, copy=False)
         return {
