@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from latentdiag._json import to_jsonable
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -50,21 +52,7 @@ def out_option(*, required: bool = True, help: str = "Output path.") -> Callable
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON; NaN/inf become null so any JSON parser reads it."""
-    click.echo(json.dumps(_jsonable(data), indent=2, allow_nan=False))
-
-
-def _jsonable(value: Any) -> Any:
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    click.echo(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
 
 
 def console(stderr: bool = False) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import re
 import secrets
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from latentdiag import __version__
+from latentdiag._json import to_jsonable
 from latentdiag.errors import ReportError
 from latentdiag.report.draw import draw_file
 from latentdiag.report.html import Outcome, PageInfo, render_page
@@ -367,18 +367,6 @@ def _evaluate(requirements: Sequence[Any], metrics: dict[str, Any]) -> list[Outc
 
 
 # -- writing ------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _metrics_document(
     reports: Sequence[FileReport], outcomes: dict[str, list[Outcome]]
 ) -> dict[str, Any]:
@@ -446,7 +434,7 @@ def _write(
         _replace_tree(out / "figures", figures)
         if projector:
             _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
-        text = json.dumps(_jsonable(metrics_doc), indent=2, allow_nan=False)
+        text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
         _replace_text(out / "metrics.json", text + "\n")
         _replace_text(out / "report.html", page)
     except OSError as exc:
