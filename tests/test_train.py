@@ -374,8 +374,8 @@ def test_torchrun_two_processes_gloo(tmp_path) -> None:
 def test_train_on_an_npy_stack_with_a_labels_file(tmp_path) -> None:
     """The [data] section reaches every loader option: an .npy stack plus a CSV of labels."""
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "images.npy", rng.integers(0, 256, (64, 16, 16), dtype=np.uint8))
-    (tmp_path / "labels.csv").write_text("\n".join(str(i % 2) for i in range(64)) + "\n")
+    np.save(tmp_path / "images.npy", rng.integers(0, 256, (96, 16, 16), dtype=np.uint8))
+    (tmp_path / "labels.csv").write_text("\n".join(str(i % 2) for i in range(96)) + "\n")
     result = CliRunner().invoke(
         cli,
         [
