@@ -129,7 +129,7 @@ class LatentWriter:
             dtype=dtype,
             chunks=(chunk_rows, *row_shape),
             compression="gzip",
-            compression_opts=4,
+            compression_opts=1,  # float latents: level 1 compresses as well as 4 (0.86), faster
             shuffle=name != "sample_ids",
         )
 
