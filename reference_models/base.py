@@ -67,6 +67,17 @@ class ReferenceVAE(nn.Module):
         self.config = config
         self.spec = spec
 
+    def net_args(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments of the shared ConvEncoder / ConvDecoder for this config and data."""
+        return dict(
+            channels=self.spec.channels,
+            size=self.spec.size,
+            latent_dim=self.config.latent_dim,
+            base_channels=self.config.base_channels,
+            max_channels=self.config.max_channels,
+            **extra,
+        )
+
     # -- what a model defines -----------------------------------------------------------
     @property
     def conditional(self) -> bool:

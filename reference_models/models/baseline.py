@@ -46,15 +46,7 @@ class ConditionalVAE(ReferenceVAE):
 
     def __init__(self, config: BaselineConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        common = dict(
-            channels=spec.channels,
-            size=spec.size,
-            latent_dim=config.latent_dim,
-            base_channels=config.base_channels,
-            max_channels=config.max_channels,
-            n_labels=spec.n_labels,
-            embed_dim=config.embed_dim,
-        )
+        common = self.net_args(n_labels=spec.n_labels, embed_dim=config.embed_dim)
         self.encoder = ConvEncoder(**common)
         self.decoder = ConvDecoder(**common)
 

@@ -61,13 +61,7 @@ class BetaVAE(ReferenceVAE):
 
     def __init__(self, config: ModelConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        common = dict(
-            channels=spec.channels,
-            size=spec.size,
-            latent_dim=config.latent_dim,
-            base_channels=config.base_channels,
-            max_channels=config.max_channels,
-        )
+        common = self.net_args()
         self.encoder = ConvEncoder(**common)
         self.decoder = ConvDecoder(**common)
 

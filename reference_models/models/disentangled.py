@@ -133,15 +133,7 @@ class DisentangledConditionalVAE(ReferenceVAE):
     def __init__(self, config: DisentangledConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
         k = spec.n_labels
-        common = dict(
-            channels=spec.channels,
-            size=spec.size,
-            latent_dim=config.latent_dim,
-            base_channels=config.base_channels,
-            max_channels=config.max_channels,
-            n_labels=k,
-            embed_dim=config.embed_dim,
-        )
+        common = self.net_args(n_labels=k, embed_dim=config.embed_dim)
         blind = config.latent_dim - config.shared_dim if config.modality_from_image else 0
         enc = dict(common, n_labels=k if config.condition_encoder else 0, blind_dims=blind)
         self.encoder = ConvEncoder(**enc)
