@@ -209,6 +209,18 @@ def _train(
     if main:
         _trim_metrics(run_dir / METRICS_FILE, keep_epochs=state.epoch)
 
+    def evaluate() -> HeldoutResult:
+        return evaluate_heldout(
+            model,
+            data,
+            device=device,
+            batch_size=tc.eval_batch_size,
+            bf16=tc.bf16,
+            rank=info.rank,
+            world_size=info.world_size,
+            seed=tc.seed,
+        )
+
     # -- loop -----------------------------------------------------------------------------
     n_train = int(data.train_idx.size)
     steps_per_epoch = len(
@@ -287,16 +299,7 @@ def _train(
         state.epoch += 1
         state.step_in_epoch = 0
         _calibrate(model, data, tc, info, device)
-        result = evaluate_heldout(
-            model,
-            data,
-            device=device,
-            batch_size=tc.eval_batch_size,
-            bf16=tc.bf16,
-            rank=info.rank,
-            world_size=info.world_size,
-            seed=tc.seed,
-        )
+        result = evaluate()
         train_means = {k: float(v) / max(n_logged, 1) for k, v in sums.items()}
         last = {
             "epoch": state.epoch,
@@ -317,16 +320,7 @@ def _train(
     latents = None
     if completed:
         if result is None:  # resumed a finished run: evaluate once more to write the latents
-            result = evaluate_heldout(
-                model,
-                data,
-                device=device,
-                batch_size=tc.eval_batch_size,
-                bf16=tc.bf16,
-                rank=info.rank,
-                world_size=info.world_size,
-                seed=tc.seed,
-            )
+            result = evaluate()
             last = _last_metrics(run_dir / METRICS_FILE) if main else dict(result.metrics)
         if main:
             save_weights(run_dir, model, config, data.spec)
