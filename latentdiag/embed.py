@@ -316,6 +316,7 @@ def embed(
     block_rows: int | None = None,
     overwrite: bool = False,
     allow_nonfinite: bool = False,
+    compress_latents: bool = False,
     command: Sequence[str] | str | None = None,
     progress: ProgressFn | None = None,
 ) -> EmbedResult:
@@ -339,6 +340,8 @@ def embed(
             continues after the last committed block.
         overwrite: Replace an existing file and discard an unfinished one.
         allow_nonfinite: Write NaN / inf outputs instead of refusing them.
+        compress_latents: gzip ``/mu`` and ``/logvar`` too (see
+            :class:`~latentdiag.store.LatentWriter`); a resumed file keeps its own setting.
         command: The command line, for provenance.
         progress: Called as ``progress(rows_done, rows_total)`` after each batch.
 
@@ -421,6 +424,7 @@ def embed(
             partitions=runner.partitions,
             provenance={**provenance, "outputs": runner.outputs},
             overwrite=overwrite,
+            compress_latents=compress_latents,
         )
 
     sink = BlockSink(new_writer, writer, block_rows=block_rows, nonfinite=nonfinite)

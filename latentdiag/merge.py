@@ -204,6 +204,7 @@ def merge_latents(
             partitions=first.partitions,
             provenance=provenance,
             overwrite=overwrite,
+            compress_latents=first.compression("mu") is not None,
         ) as writer:
             _stream(stores, writer, n, block_rows)
     return MergeResult(path=out, n_rows=n, shards=len(paths))

@@ -108,9 +108,9 @@ def _array_batches(
         else:
             images = raw.astype(np.float32, copy=False)
         ids = (
-            [f"{ds.source}[{int(i)}]" for i in src]
+            [f"{ds.source}[{i}]" for i in src.tolist()]
             if ds.sample_ids is None
-            else [str(ds.sample_ids[int(i)]) for i in src]
+            else [str(ds.sample_ids[i]) for i in src.tolist()]
         )
         yield Batch(
             images=preprocess(images),
@@ -264,8 +264,9 @@ def open_batches(
         first: The first row to read (after a resumed run's committed rows).
         batch_size: Rows per batch.
         preprocess: Applied to each batch where it is read.
-        workers: DataLoader worker processes; None picks: 0 for in-memory arrays (read by a
-            prefetch thread), else up to 4, leaving a core to the model.
+        workers: DataLoader worker processes; None picks: 0 for in-memory arrays, else up to
+            4, leaving a core to the model. Without workers, arrays in memory that need no
+            resizing are read in line; other data is read ahead by a prefetch thread.
     """
     fast = _array_view(dataset)
     n_workers = _default_workers(fast is not None) if workers is None else workers
@@ -273,6 +274,10 @@ def open_batches(
         return _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers), _nothing
     if fast is not None:
         source = _array_batches(fast[0], fast[1], rows, first, batch_size, preprocess)
+        if type(fast[0].images) is np.ndarray and preprocess.in_size == preprocess.size:
+            # Slicing and scaling an array in memory takes microseconds a batch: done in line,
+            # it costs less than a thread that would compete with the model for the cores.
+            return source, _nothing
     else:
         source = _loader_batches(dataset, rows, first, batch_size, preprocess, 0)
     prefetch = _Prefetch(source)
@@ -338,14 +343,13 @@ class BlockSink:
                 f"the model returned mu of shape {tuple(mu.shape)} for a batch of "
                 f"{batch.images.shape[0]} images; it must return one latent vector per image."
             )
-        bad = ~np.isfinite(mu)
-        self.nonfinite["mu"] += int(bad.sum())
-        bad_rows = bad.any(axis=1)
-        if logvar is not None:
-            bad_lv = ~np.isfinite(logvar)
-            self.nonfinite["logvar"] += int(bad_lv.sum())
-            bad_rows |= bad_lv.any(axis=1)
-        self.nonfinite["rows"] += int(bad_rows.sum())
+        # A sum is finite only when every term is (an overflowing sum just takes the long way).
+        with np.errstate(over="ignore", invalid="ignore"):
+            suspect = not np.isfinite(np.add.reduce(mu, axis=None)) or (
+                logvar is not None and not np.isfinite(np.add.reduce(logvar, axis=None))
+            )
+        if suspect:
+            self._count_nonfinite(mu, logvar)
         shape = (int(mu.shape[1]), logvar is not None)
         if self._shape is None:
             self.writer = self._new_writer(*shape)
@@ -361,6 +365,16 @@ class BlockSink:
         self._pending_rows += mu.shape[0]
         if self._pending_rows >= self.block_rows:
             self._flush()
+
+    def _count_nonfinite(self, mu: np.ndarray, logvar: np.ndarray | None) -> None:
+        bad = ~np.isfinite(mu)
+        self.nonfinite["mu"] += int(bad.sum())
+        bad_rows = bad.any(axis=1)
+        if logvar is not None:
+            bad_lv = ~np.isfinite(logvar)
+            self.nonfinite["logvar"] += int(bad_lv.sum())
+            bad_rows |= bad_lv.any(axis=1)
+        self.nonfinite["rows"] += int(bad_rows.sum())
 
     def _flush(self) -> None:
         if self._error is not None:

@@ -102,7 +102,8 @@ def test_inspect_json(runner: CliRunner, latents: Path) -> None:
     assert data["label_counts"] == {"chest_xray": 20, "oct": 20}
     assert data["partitions"] == {"shared": [0, 2], "modality": [2, 4]}
     assert data["nonfinite"] == {"mu": 1, "logvar": 0}
-    assert data["datasets"]["mu"] == {"shape": [40, 4], "dtype": "float32", "compression": "gzip"}
+    assert data["datasets"]["mu"] == {"shape": [40, 4], "dtype": "float32", "compression": None}
+    assert data["datasets"]["labels"]["compression"] == "gzip"
     assert data["provenance"]["device"] == "cpu"
 
 

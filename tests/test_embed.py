@@ -192,8 +192,32 @@ def test_array_fast_path_equals_dataloader_path(tmp_path):
     embed(module_runner(), data, tmp_path / "fast.h5", batch_size=32)
     embed(module_runner(), ItemsOnly(data), tmp_path / "items.h5", batch_size=32, workers=0)
     embed(module_runner(), ItemsOnly(data), tmp_path / "workers.h5", batch_size=32, workers=1)
+    # A memory-mapped array is sliced by the prefetch thread (reads may wait on the disk);
+    # an array in memory is sliced in line.
+    np.save(tmp_path / "images.npy", data.images)
+    mapped = ArrayDataset(
+        np.load(tmp_path / "images.npy", mmap_mode="r"), labels=data.labels,
+        label_names=data.label_names, factors=data.factors, factor_names=data.factor_names,
+        source=data.source,
+    )  # fmt: skip
+    embed(module_runner(), mapped, tmp_path / "mapped.h5", batch_size=32)
     assert_same_file(tmp_path / "fast.h5", tmp_path / "items.h5")
     assert_same_file(tmp_path / "fast.h5", tmp_path / "workers.h5")
+    assert_same_file(tmp_path / "fast.h5", tmp_path / "mapped.h5")
+
+
+def test_latents_are_stored_raw_unless_compression_is_asked_for(tmp_path):
+    data = make_data()
+    embed(module_runner(), data, tmp_path / "raw.h5", batch_size=32)
+    for k in range(2):
+        embed(module_runner(), data, tmp_path / f"gz{k}.h5", batch_size=32, shard=(k, 2),
+              compress_latents=True)  # fmt: skip
+    merge_latents([tmp_path / "gz0.h5", tmp_path / "gz1.h5"], tmp_path / "gz.h5")
+    for name, mu_filter in (("raw.h5", None), ("gz0.h5", "gzip"), ("gz.h5", "gzip")):
+        with LatentStore(tmp_path / name) as s:
+            assert (s.compression("mu"), s.compression("logvar")) == (mu_filter, mu_filter)
+            assert s.compression("labels") == s.compression("sample_ids") == "gzip"
+    assert_same_file(tmp_path / "raw.h5", tmp_path / "gz.h5")
 
 
 def test_preprocessing_fits_data_to_the_model(tmp_path, onnx_model):
@@ -360,6 +384,20 @@ def test_nonfinite_outputs_are_counted_then_allowed(tmp_path):
     assert f["provenance"]["nonfinite"] == {"mu": 6 * bright, "logvar": 0, "rows": bright}
 
 
+class Huge(Encoder):
+    """Finite outputs near float32's limit: their sum overflows, yet none is non-finite."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, lv = super().forward(x)
+        return torch.full_like(mu, 3e38), lv
+
+
+def test_huge_finite_outputs_are_not_counted_as_nonfinite(tmp_path):
+    result = embed(module_runner(Huge().eval()), make_data(), tmp_path / "z.h5", batch_size=32)
+    assert result.nonfinite == {"mu": 0, "logvar": 0}
+    assert read_all(tmp_path / "z.h5")["provenance"]["nonfinite"]["rows"] == 0
+
+
 def test_a_conditional_model_needs_labels(tmp_path):
     runner = module_runner(Conditional().eval())
     assert runner.spec.conditional
@@ -418,6 +456,12 @@ def test_cli_embed_onnx(tmp_path, onnx_model, npz, monkeypatch):
     prov = read_all(out)["provenance"]
     assert prov["command"] == ["latentdiag", *argv]
     assert prov["data_source"] and prov["n_data"] == 60
+    with LatentStore(out) as s:
+        assert s.compression("mu") is None
+    packed = tmp_path / "packed.h5"
+    assert invoke(*argv[:3], "-o", str(packed), "--compress-latents").exit_code == 0
+    with LatentStore(packed) as s:
+        assert s.compression("mu") == s.compression("logvar") == "gzip"
 
 
 def test_cli_embed_json_and_resume(tmp_path, onnx_model, npz):

@@ -25,6 +25,11 @@ TINY = {
 }
 
 
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sample-runs")
@@ -59,9 +64,9 @@ def test_cli_sample_one_label_and_reconstructions(runs, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert f"wrote {out} (6 samples, label oct)" in result.output
     # 16 px images drawn at 2×: 6 in one row of 32 px tiles with 2 px padding.
-    assert Image.open(out).size == (6 * 34 + 2, 36)
+    assert _size(out) == (6 * 34 + 2, 36)
     recon = tmp_path / "oct-reconstructions.png"
-    assert recon.exists() and Image.open(recon).size[0] == 8 * 34 + 2
+    assert recon.exists() and _size(recon)[0] == 8 * 34 + 2
 
 
 def test_cli_sample_every_label_json(runs, tmp_path) -> None:
@@ -76,7 +81,7 @@ def test_cli_sample_every_label_json(runs, tmp_path) -> None:
         "label": None,
         "n": 3,
     }
-    assert Image.open(out).size == (3 * 34 + 2, 4 * 34 + 2)  # one row per label
+    assert _size(out) == (3 * 34 + 2, 4 * 34 + 2)  # one row per label
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,10 @@ def test_root_attributes_follow_the_format(tmp_path: Path) -> None:
         assert f.attrs["format_version"] == FORMAT_VERSION
         assert bool(f.attrs["complete"]) is True
         assert f["mu"].dtype == np.float32 and f["labels"].dtype == np.int64
-        assert f["mu"].compression == "gzip" and f["mu"].chunks is not None
+        # Float latents are chunked but stored raw (gzip saves ~14 % on them and costs more
+        # than a small encoder); the per-row metadata is gzip-compressed.
+        assert f["mu"].compression is None and f["mu"].chunks is not None
+        assert f["labels"].compression == "gzip" and f["sample_ids"].compression == "gzip"
         assert f["mu"].maxshape == (None, 6)
         assert list(f["partitions"].attrs["shared"]) == [0, 3]
 

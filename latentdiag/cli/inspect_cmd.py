@@ -55,7 +55,10 @@ def _render(s) -> None:
         ds.add_column(col)
     for name, info in s.datasets.items():
         ds.add_row(
-            "/" + name, " × ".join(map(str, info["shape"])), info["dtype"], str(info["compression"])
+            "/" + name,
+            " × ".join(map(str, info["shape"])),
+            info["dtype"],
+            str(info["compression"] or "none"),
         )
     out.print(ds)
 

@@ -231,6 +231,13 @@ class LatentStore:
         """Whether the file holds the row dataset ``name`` (mu, logvar, labels, ...)."""
         return name in self._file and name in ROW_DATASETS
 
+    def compression(self, name: str) -> str | None:
+        """The HDF5 filter that compresses row dataset ``name`` ("gzip", ...), or None."""
+        if not self.has(name):
+            raise StoreError(f"{self.path} has no /{name}.")
+        comp = self._file[name].compression
+        return None if comp is None else str(comp)
+
     @property
     def has_logvar(self) -> bool:
         return self.has("logvar")
@@ -322,7 +329,7 @@ class LatentStore:
                 datasets[name] = {
                     "shape": [self.n_samples, *ds.shape[1:]],
                     "dtype": "str" if name == "sample_ids" else str(ds.dtype),
-                    "compression": ds.compression,
+                    "compression": self.compression(name),
                 }
         return StoreSummary(
             path=str(self.path),
