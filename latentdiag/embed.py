@@ -36,10 +36,10 @@ import numpy as np
 from latentdiag import __version__
 from latentdiag.data.base import ImageDataset
 from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
-from latentdiag.pipeline import BlockSink, Rows, open_batches
+from latentdiag.pipeline import BlockSink, Rows, ids_follow_index, open_batches
 from latentdiag.runners.base import Runner
 from latentdiag.runners.preprocess import Preprocess, plan_preprocess
-from latentdiag.store import LatentStore, LatentWriter, partial_path
+from latentdiag.store import SAMPLE_IDS_FROM_INDEX, LatentStore, LatentWriter, partial_path
 
 __all__ = [
     "EmbedResult",
@@ -396,6 +396,9 @@ def embed(
     # An unfinished file of this same job is continued; one of another job is refused.
     writer, nonfinite = _resume(out, job, batch_size, rows, overwrite)
     first = 0 if writer is None else writer.n_rows
+    # Arrays with no ids of their own: "<source>[<index>]" is derived from /index on reading
+    # (storing 100,000 such strings costs a small model several per cent of its speed).
+    derived_ids = ids_follow_index(dataset) and (writer is None or not writer.has_sample_ids)
     provenance: dict[str, Any] = {
         **{k: v for k, v in runner.describe().items() if not k.endswith("_version")},
         "data_source": dataset.source,
@@ -409,8 +412,12 @@ def embed(
         "job": job,
         "job_id": _job_id(job),
     }
+    if derived_ids:
+        provenance["sample_ids"] = SAMPLE_IDS_FROM_INDEX
 
-    batches, stop_reading = open_batches(dataset, rows, first, batch_size, preprocess, workers)
+    batches, stop_reading = open_batches(
+        dataset, rows, first, batch_size, preprocess, workers, ids=not derived_ids
+    )
 
     def new_writer(latent_dim: int, has_logvar: bool) -> LatentWriter:
         return LatentWriter(
@@ -419,7 +426,7 @@ def embed(
             has_logvar=has_logvar,
             label_names=dataset.label_names if dataset.has_labels else None,
             factor_names=dataset.factor_names if dataset.has_factors else None,
-            sample_ids=True,
+            sample_ids=not derived_ids,
             index=True,
             partitions=runner.partitions,
             provenance={**provenance, "outputs": runner.outputs},

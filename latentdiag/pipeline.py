@@ -48,7 +48,7 @@ class Batch:
     images: np.ndarray  # (B, C, H, W) float32, preprocessed
     labels: np.ndarray | None  # (B,) int64
     factors: np.ndarray | None  # (B, f) float32
-    sample_ids: list[str]
+    sample_ids: list[str] | None  # None where the ids follow the index (see ids_follow_index)
     index: np.ndarray  # (B,) int64, positions in the data
 
 
@@ -65,6 +65,13 @@ def _array_view(dataset: ImageDataset) -> tuple[ArrayDataset, np.ndarray | None]
     if isinstance(ds, ArrayDataset) and type(ds).__getitem__ is ArrayDataset.__getitem__:
         return ds, mapping
     return None
+
+
+def ids_follow_index(dataset: ImageDataset) -> bool:
+    """Whether every sample id is ``"<dataset.source>[<index>]"`` (arrays with no ids of their
+    own), so that ``/index`` and the data source say it all and no strings need storing."""
+    view = _array_view(dataset)
+    return view is not None and view[1] is None and view[0].sample_ids is None
 
 
 def _take(arr: Any, idx: np.ndarray) -> np.ndarray:
@@ -88,6 +95,7 @@ def _array_batches(
     first: int,
     batch_size: int,
     preprocess: Preprocess,
+    ids: bool,
 ) -> Iterator[Batch]:
     for lo in range(first, rows.count, batch_size):
         pos = rows.positions(lo, min(lo + batch_size, rows.count))
@@ -107,16 +115,18 @@ def _array_batches(
             images = np.divide(raw, np.float32(255), dtype=np.float32)
         else:
             images = raw.astype(np.float32, copy=False)
-        ids = (
-            [f"{ds.source}[{i}]" for i in src.tolist()]
-            if ds.sample_ids is None
-            else [str(ds.sample_ids[i]) for i in src.tolist()]
-        )
+        sample_ids = None
+        if ids:
+            sample_ids = (
+                [f"{ds.source}[{i}]" for i in src.tolist()]
+                if ds.sample_ids is None
+                else [str(ds.sample_ids[i]) for i in src.tolist()]
+            )
         yield Batch(
             images=preprocess(images),
             labels=None if ds.labels is None else ds.labels[src].astype(np.int64),
             factors=None if ds.factors is None else ds.factors[src].astype(np.float32),
-            sample_ids=ids,
+            sample_ids=sample_ids,
             index=pos.astype(np.int64),
         )
 
@@ -255,6 +265,8 @@ def open_batches(
     batch_size: int,
     preprocess: Preprocess,
     workers: int | None,
+    *,
+    ids: bool = True,
 ) -> tuple[Iterator[Batch], Callable[[], None]]:
     """Batches of rows ``first..rows.count-1``, and a function that stops reading.
 
@@ -267,13 +279,15 @@ def open_batches(
         workers: DataLoader worker processes; None picks: 0 for in-memory arrays, else up to
             4, leaving a core to the model. Without workers, arrays in memory that need no
             resizing are read in line; other data is read ahead by a prefetch thread.
+        ids: Whether batches need sample id strings (False: the ids follow the index; only
+            the in-memory array path skips making them).
     """
     fast = _array_view(dataset)
     n_workers = _default_workers(fast is not None) if workers is None else workers
     if n_workers > 0:
         return _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers), _nothing
     if fast is not None:
-        source = _array_batches(fast[0], fast[1], rows, first, batch_size, preprocess)
+        source = _array_batches(fast[0], fast[1], rows, first, batch_size, preprocess, ids)
         if type(fast[0].images) is np.ndarray and preprocess.in_size == preprocess.size:
             # Slicing and scaling an array in memory takes microseconds a batch: done in line,
             # it costs less than a thread that would compete with the model for the cores.
@@ -390,7 +404,11 @@ class BlockSink:
             "logvar": np.concatenate(lvs) if lvs else None,
             "labels": np.concatenate(labels) if labels else None,
             "factors": np.concatenate(factors) if factors else None,
-            "sample_ids": [s for b in batches for s in b.sample_ids],
+            "sample_ids": (
+                [s for b in batches for s in (b.sample_ids or ())]
+                if self.writer is not None and self.writer.has_sample_ids
+                else None
+            ),
             "index": np.concatenate([b.index for b in batches]),
             "nonfinite": dict(self.nonfinite),
         }

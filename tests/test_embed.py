@@ -10,13 +10,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from latentdiag.cli import cli
-from latentdiag.data.base import ArrayDataset, ImageDataset
+from latentdiag.data.base import ArrayDataset, ImageDataset, Subset
 from latentdiag.embed import embed, parse_shard, shard_from_env, shard_path, unfinished_rows
 from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
 from latentdiag.merge import merge_latents
@@ -89,8 +90,10 @@ def make_data(n: int = N, *, labels: bool = True) -> ArrayDataset:
 
 def read_all(path: Path) -> dict[str, Any]:
     with LatentStore(path) as s:
-        out = {k: s.read(k) for k in ("mu", "logvar", "labels", "factors", "sample_ids", "index")
+        out = {k: s.read(k) for k in ("mu", "logvar", "labels", "factors", "index")
                if s.has(k)}  # fmt: skip
+        if s.sample_ids is not None:  # stored, or derived from /index
+            out["sample_ids"] = s.sample_ids
         out["provenance"] = s.provenance
         out["partitions"] = s.partitions
         out["label_names"] = s.label_names
@@ -165,6 +168,32 @@ def test_embed_writes_latents_labels_factors_ids_index_and_provenance(tmp_path):
         assert key in prov
 
 
+def test_array_ids_are_derived_from_the_index_and_other_ids_are_stored(tmp_path):
+    data = make_data()
+    embed(module_runner(), data, tmp_path / "arrays.h5", batch_size=32)
+    named = ArrayDataset(data.images, sample_ids=[f"scan-{i:03d}.png" for i in range(N)])
+    embed(module_runner(), named, tmp_path / "named.h5", batch_size=32)
+    # The DataLoader path (one worker) over the same arrays derives them too.
+    embed(module_runner(), data, tmp_path / "worker.h5", batch_size=32, workers=1)
+    with h5py.File(tmp_path / "arrays.h5") as f:
+        assert (
+            "sample_ids" not in f
+            and f["provenance"].attrs["sample_ids"] == "{data_source}[{index}]"
+        )
+    with LatentStore(tmp_path / "arrays.h5") as s:
+        assert s.sample_ids is not None and s.sample_ids[-1] == f"test-arrays[{N - 1}]"
+    with LatentStore(tmp_path / "named.h5") as s:
+        assert s.has("sample_ids") and "sample_ids" not in s.provenance
+        assert list(s.sample_ids[:2]) == ["scan-000.png", "scan-001.png"]
+    assert_same_file(tmp_path / "arrays.h5", tmp_path / "worker.h5")
+    with h5py.File(tmp_path / "worker.h5") as f:
+        assert "sample_ids" not in f
+    # A subset's ids name the parent's rows, so they are stored.
+    embed(module_runner(), Subset(data, np.arange(N)[::-1].copy()), tmp_path / "sub.h5")
+    with LatentStore(tmp_path / "sub.h5") as s:
+        assert s.has("sample_ids") and s.sample_ids[0] == f"test-arrays[{N - 1}]"
+
+
 def test_onnx_provenance_names_provider_and_model_hash(tmp_path, onnx_model):
     runner = open_runner(onnx_model, device="cpu")
     embed(runner, make_data(40), tmp_path / "z.h5")
@@ -216,7 +245,7 @@ def test_latents_are_stored_raw_unless_compression_is_asked_for(tmp_path):
     for name, mu_filter in (("raw.h5", None), ("gz0.h5", "gzip"), ("gz.h5", "gzip")):
         with LatentStore(tmp_path / name) as s:
             assert (s.compression("mu"), s.compression("logvar")) == (mu_filter, mu_filter)
-            assert s.compression("labels") == s.compression("sample_ids") == "gzip"
+            assert s.compression("labels") == s.compression("index") == "gzip"
     assert_same_file(tmp_path / "raw.h5", tmp_path / "gz.h5")
 
 

@@ -28,6 +28,7 @@ from latentdiag.store._common import (
     FORMAT_NAME,
     FORMAT_VERSION,
     PARTIAL_SUFFIX,
+    SAMPLE_IDS_FROM_INDEX,
     partial_path,
 )
 from latentdiag.store.reader import LatentStore, StoreSummary
@@ -38,6 +39,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "PARTIAL_SUFFIX",
+    "SAMPLE_IDS_FROM_INDEX",
     "LatentStore",
     "LatentWriter",
     "StoreSummary",

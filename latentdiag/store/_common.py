@@ -22,6 +22,9 @@ DEFAULT_BLOCK_ROWS = 65536
 CHUNK_ROWS = 16384
 ROW_DATASETS = ("mu", "logvar", "labels", "factors", "sample_ids", "index")
 STR_DTYPE = h5py.string_dtype(encoding="utf-8")
+# provenance["sample_ids"] saying that each row's id is "<data_source>[<index>]": a file
+# embedded from arrays in memory stores /index and no /sample_ids strings it can derive.
+SAMPLE_IDS_FROM_INDEX = "{data_source}[{index}]"
 
 
 def partial_path(path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,7 @@ from latentdiag.store._common import (
     FORMAT_NAME,
     FORMAT_VERSION,
     ROW_DATASETS,
+    SAMPLE_IDS_FROM_INDEX,
     check_partitions,
     decode_attr,
     label_minmax,
@@ -287,7 +288,14 @@ class LatentStore:
 
     @property
     def sample_ids(self) -> np.ndarray | None:
-        return self.read("sample_ids") if self.has("sample_ids") else None
+        """Each row's sample id: ``/sample_ids``, or ``"<data_source>[<index>]"`` when the
+        provenance says the ids follow ``/index`` (files embedded from in-memory arrays)."""
+        if self.has("sample_ids"):
+            return self.read("sample_ids")
+        source = self.provenance.get("data_source")
+        if self.provenance.get("sample_ids") == SAMPLE_IDS_FROM_INDEX and self.has("index"):
+            return np.asarray([f"{source}[{i}]" for i in self.read("index").tolist()])
+        return None
 
     @property
     def index(self) -> np.ndarray | None:
