@@ -1,9 +1,10 @@
 """The two ends of the embed loop: batches in, blocks out.
 
-Batches in: the rows a run covers are read ahead of the model, preprocessed, and handed over
-as :class:`Batch` objects — by DataLoader worker processes for data that is decoded item by
-item (image folders, files on disk), or by a prefetch thread that slices in-memory arrays a
-batch at a time (the bytes are identical either way).
+Batches in: the rows a run covers are preprocessed and handed over as :class:`Batch`
+objects — by DataLoader worker processes for data that is decoded item by item (image folders,
+files on disk), and for arrays a batch at a time: in line when they are in memory and need no
+resizing (microseconds a batch), else by a prefetch thread that reads ahead of the model. The
+bytes are identical whichever way.
 
 Blocks out: :class:`BlockSink` gathers model outputs into blocks and a writer thread appends
 them to the latents file, so compression and I/O overlap with the model. Memory holds a few
