@@ -812,8 +812,8 @@ def test_onnx_metadata_partitions_and_the_partition_option(tmp_path, onnx_model,
             "Error: --partition must be NAME=START:STOP with START < STOP, e.g. shared=0:8; "
             "got 'shared=8:0'.",
         ),
-        ("shared=0:99", "Error: {out}: partition 'shared' = [0, 99) is out of range for latent "
-         "dimension 6; expected 0 <= start < stop <= 6."),
+        ("shared=0:99", "Error: {out}: partition 'shared' = [0, 99) lies outside the 6 latent "
+         "dimensions; expected 0 <= start < stop <= 6."),
     ],
 )  # fmt: skip
 def test_bad_partition_option(tmp_path, onnx_model, npz, value, message):

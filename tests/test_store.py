@@ -248,7 +248,9 @@ def test_append_rejects_bad_blocks(tmp_path: Path, kwargs: dict, message: str) -
 
 
 def test_writer_rejects_bad_partitions(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"partition 'z' = \[2, 9\) is out of range"):
+    with pytest.raises(
+        StoreError, match=r"partition 'z' = \[2, 9\) lies outside the 4 latent dimensions"
+    ):
         LatentWriter(tmp_path / "p.h5", latent_dim=4, partitions={"z": [2, 9]})
 
 
@@ -378,7 +380,9 @@ def test_partition_out_of_range(tmp_path: Path) -> None:
     with _h5(p) as f:
         f["mu"] = np.zeros((4, 8), np.float32)
         f.create_group("partitions").attrs["modality"] = [4, 12]
-    with pytest.raises(StoreError, match=r"partition 'modality' = \[4, 12\) is out of range"):
+    with pytest.raises(
+        StoreError, match=r"partition 'modality' = \[4, 12\) lies outside the 8 latent"
+    ):
         LatentStore(p)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from latentdiag.errors import MetricInputError
 from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, metric_step
 from latentdiag.metrics._validation import check_factors, check_latents, check_logvar
+from latentdiag.partitions import check_partitions
 
 __all__ = [
     "PROBE_MAX_SAMPLES",
@@ -209,30 +210,6 @@ def _space(
     return result
 
 
-def _check_partitions(
-    partitions: Mapping[str, Sequence[int]] | None, latent_dim: int
-) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for name, bounds in (partitions or {}).items():
-        try:
-            start, stop = (int(b) for b in bounds)
-        except (TypeError, ValueError):
-            raise MetricInputError(
-                f"partition {name!r} must be a pair [start, stop); got {bounds!r}."
-            ) from None
-        if stop <= start:
-            raise MetricInputError(
-                f"partition {name!r} = [{start}, {stop}) is empty; expected start < stop."
-            )
-        if not 0 <= start < stop <= latent_dim:
-            raise MetricInputError(
-                f"partition {name!r} = [{start}, {stop}) lies outside the {latent_dim} latent "
-                f"dimensions; expected 0 <= start < stop <= {latent_dim}."
-            )
-        out[str(name)] = (start, stop)
-    return out
-
-
 def _leakage(sub: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any] | None:
     """How much label information one subspace holds: probe vs chance, summed MI."""
     if labels is None:
@@ -305,7 +282,7 @@ def compute_metrics(
             )
     lv = None if logvar is None else check_logvar(logvar, arr)
     fac = None if factors is None else check_factors(factors, n)
-    parts = _check_partitions(partitions, d)
+    parts = check_partitions(partitions, d, error=MetricInputError)
     from latentdiag.metrics.silhouette import resolve_device
 
     resolved = resolve_device(device)  # a GPU asked for and missing fails here, not later

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,26 +69,6 @@ def check_names(names: Sequence[str] | None, what: str) -> list[str] | None:
     out = [str(n) for n in names]
     if len(set(out)) != len(out):
         raise StoreError(f"{what} must be unique; got {out}.")
-    return out
-
-
-def check_partitions(
-    partitions: Mapping[str, Sequence[int]] | None, latent_dim: int, where: str
-) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for name, bounds in (partitions or {}).items():
-        try:
-            start, stop = (int(b) for b in bounds)
-        except (TypeError, ValueError):
-            raise StoreError(
-                f"{where}: partition {name!r} must be [start, stop); got {bounds!r}."
-            ) from None
-        if not 0 <= start < stop <= latent_dim:
-            raise StoreError(
-                f"{where}: partition {name!r} = [{start}, {stop}) is out of range for "
-                f"latent dimension {latent_dim}; expected 0 <= start < stop <= {latent_dim}."
-            )
-        out[str(name)] = (start, stop)
     return out
 
 

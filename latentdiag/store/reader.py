@@ -13,13 +13,13 @@ import numpy as np
 
 from latentdiag import __version__
 from latentdiag.errors import StoreError
+from latentdiag.partitions import check_partitions
 from latentdiag.store._common import (
     DEFAULT_BLOCK_ROWS,
     FORMAT_NAME,
     FORMAT_VERSION,
     ROW_DATASETS,
     SAMPLE_IDS_FROM_INDEX,
-    check_partitions,
     decode_attr,
     label_minmax,
     names_attr,
@@ -216,7 +216,7 @@ class LatentStore:
         self.partitions: dict[str, tuple[int, int]] = {}
         if "partitions" in f:
             raw = {k: np.asarray(v).ravel().tolist() for k, v in f["partitions"].attrs.items()}
-            checked = check_partitions(raw, d, str(p))
+            checked = check_partitions(raw, d, error=StoreError, where=str(p))
             # HDF5 lists attributes alphabetically; latent order reads better.
             self.partitions = dict(sorted(checked.items(), key=lambda kv: kv[1]))
         self.provenance: dict[str, Any] = {}

@@ -12,6 +12,7 @@ import numpy as np
 
 from latentdiag import __version__
 from latentdiag.errors import StoreError
+from latentdiag.partitions import check_partitions
 from latentdiag.store._common import (
     CHUNK_ROWS,
     DEFAULT_BLOCK_ROWS,
@@ -20,7 +21,6 @@ from latentdiag.store._common import (
     ROW_DATASETS,
     STR_DTYPE,
     check_names,
-    check_partitions,
     encode_attr,
     names_attr,
     partial_path,
@@ -95,7 +95,9 @@ class LatentWriter:
         self.latent_dim = int(latent_dim)
         self.label_names = check_names(label_names, "label names")
         self.factor_names = check_names(factor_names, "factor names")
-        self.partitions = check_partitions(partitions, self.latent_dim, str(self.path))
+        self.partitions = check_partitions(
+            partitions, self.latent_dim, error=StoreError, where=str(self.path)
+        )
         self._file = h5py.File(self.partial, "w")
         self._finalized = False
         self._compress_latents = bool(compress_latents)
