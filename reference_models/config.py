@@ -24,17 +24,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from latentdiag.errors import ConfigError
+from latentdiag.errors import ConfigError, ModelError
 
 __all__ = [
+    "RESUMABLE_FIELDS",
     "DataConfig",
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
     "build_config",
+    "check_resume",
+    "config_for_command",
     "config_from_dict",
     "load_config_file",
     "parse_overrides",
+    "resume_config",
 ]
 
 
@@ -285,3 +289,98 @@ def _coerce(value: Any, annotation: Any, where: str, suffix: str = "") -> Any:
 
 
 _ARTICLE = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+# -- runs of `latentdiag train`: new or resumed -------------------------------------------
+# Fields a resumed run may change; any other difference from the checkpoint is refused,
+# because the result would no longer be the run that was started.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "train.epochs",
+        "train.device",
+        "train.num_threads",
+        "train.num_workers",
+        "train.eval_batch_size",
+        "train.checkpoint_every",
+        "data.in_memory_gb",
+    }
+)
+
+
+def check_resume(saved: RunConfig, given: RunConfig) -> None:
+    """Refuse a resumed run whose config differs from its checkpoint's outside
+    :data:`RESUMABLE_FIELDS`.
+
+    Raises:
+        ConfigError: Naming the first such field, with both values.
+    """
+    a, b = saved.to_dict(), given.to_dict()
+    for section in ("model", "data", "train"):
+        for key in sorted(set(a[section]) | set(b[section])):
+            name = f"{section}.{key}"
+            if a[section].get(key) != b[section].get(key) and name not in RESUMABLE_FIELDS:
+                raise ConfigError(
+                    f"cannot change {name} when resuming (the run has "
+                    f"{a[section].get(key)!r}, the command asks for {b[section].get(key)!r}); "
+                    f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change. Start a new run "
+                    "with another --out instead."
+                )
+
+
+def resume_config(
+    run_dir: str | os.PathLike[str], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> RunConfig:
+    """The config to resume ``run_dir`` with: its checkpoint's, with ``overrides`` applied.
+
+    Raises:
+        ModelError: There is no checkpoint to resume.
+        ConfigError: An override is invalid (changing a fixed field is refused by :func:`train`).
+    """
+    from reference_models.checkpoint import CHECKPOINT_FILE, load_checkpoint  # torch: lazily
+
+    path = Path(run_dir)
+    if not (path / CHECKPOINT_FILE).is_file():
+        raise ModelError(
+            f"nothing to resume in {path}: {CHECKPOINT_FILE} is missing; start the run without "
+            "--resume."
+        )
+    saved = load_checkpoint(path).config.to_dict()
+    for section, values in (overrides or {}).items():
+        saved.setdefault(section, {}).update(values)
+    return config_from_dict(saved, where=f"{path} (resumed)")
+
+
+def config_for_command(
+    *,
+    model: str | None,
+    out_dir: str | os.PathLike[str],
+    resume: bool,
+    config_file: str | None = None,
+    sets: tuple[str, ...] | list[str] = (),
+    options: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """The RunConfig of a ``latentdiag train`` invocation.
+
+    New run: defaults, then ``config_file``, then ``--set`` items, then the dedicated options
+    (``options``: ``{"train.epochs": 3, "data.source": "digits", ...}``, None values skipped).
+    Resumed run: the checkpoint's config with the same overrides on top.
+
+    Raises:
+        ConfigError: Bad overrides or values; ``--config`` together with ``--resume``.
+        ModelError: ``resume`` without a checkpoint.
+    """
+    overrides = parse_overrides(sets)
+    for key, value in (options or {}).items():
+        if value is not None:
+            section, name = key.split(".", 1)
+            overrides.setdefault(section, {})[name] = value
+    if resume:
+        if config_file is not None:
+            raise ConfigError(
+                "--config cannot be combined with --resume: a resumed run keeps its own config "
+                "(change train.epochs with --epochs)."
+            )
+        if model is not None:
+            overrides.setdefault("model", {})["name"] = model
+        return resume_config(out_dir, overrides)
+    return build_config(model=model, file=config_file, overrides=overrides)

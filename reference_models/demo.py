@@ -117,9 +117,10 @@ def run_demo(
     from latentdiag.embed import embed
     from latentdiag.report.build import build_report
     from latentdiag.runners import open_runner
+    from reference_models.config import config_for_command
     from reference_models.export import export_encoder
     from reference_models.gallery import run_gallery
-    from reference_models.trainer import config_for_command, train
+    from reference_models.trainer import train
 
     out = _prepare(Path(out_dir), overwrite)
     say = on_step or (lambda _msg: None)

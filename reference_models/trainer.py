@@ -15,7 +15,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import torch
 
 from latentdiag import __version__
 from latentdiag.data import ImageDataset
-from latentdiag.errors import ConfigError, ModelError
+from latentdiag.errors import ConfigError
 from reference_models import distributed
 from reference_models.base import ReferenceVAE
 from reference_models.checkpoint import (
@@ -39,7 +38,7 @@ from reference_models.checkpoint import (
     save_preview,
     save_weights,
 )
-from reference_models.config import RunConfig
+from reference_models.config import RunConfig, check_resume
 from reference_models.data import (
     TrainingData,
     batch_plan,
@@ -51,21 +50,8 @@ from reference_models.evaluate import HeldoutResult, evaluate_heldout, write_hel
 from reference_models.progress import Reporter
 from reference_models.registry import get_model_class
 
-__all__ = ["RESUMABLE_FIELDS", "TrainResult", "config_for_command", "resume_config", "train"]
+__all__ = ["TrainResult", "train"]
 
-# Fields a resumed run may change; any other difference from the checkpoint is refused,
-# because the result would no longer be the run that was started.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "train.epochs",
-        "train.device",
-        "train.num_threads",
-        "train.num_workers",
-        "train.eval_batch_size",
-        "train.checkpoint_every",
-        "data.in_memory_gb",
-    }
-)
 _LOG_EVERY = 10  # steps between progress-bar updates
 
 
@@ -112,7 +98,7 @@ def train(
 
     Args:
         config: The run configuration (on resume: the checkpoint's, with at most the
-            :data:`RESUMABLE_FIELDS` changed).
+            :data:`~reference_models.config.RESUMABLE_FIELDS` changed).
         out_dir: The run directory; created if missing.
         resume: Continue the run in ``out_dir`` from its checkpoint.
         dataset: Train on this dataset instead of opening ``config.data.source``.
@@ -161,7 +147,7 @@ def _train(
     ckpt = None
     if resume:
         ckpt = load_checkpoint(run_dir)
-        _check_resume(ckpt.config, config)
+        check_resume(ckpt.config, config)
     elif (run_dir / CHECKPOINT_FILE).exists():
         raise ConfigError(
             f"{run_dir} already holds a training run; pass --resume to continue it, or choose "
@@ -432,43 +418,6 @@ def _save_preview(run_dir: Path, data: TrainingData, per_label: int = 8) -> None
     save_preview(run_dir, images, torch.from_numpy(data.labels[idx]))
 
 
-def _check_resume(saved: RunConfig, given: RunConfig) -> None:
-    a, b = saved.to_dict(), given.to_dict()
-    for section in ("model", "data", "train"):
-        for key in sorted(set(a[section]) | set(b[section])):
-            name = f"{section}.{key}"
-            if a[section].get(key) != b[section].get(key) and name not in RESUMABLE_FIELDS:
-                raise ConfigError(
-                    f"cannot change {name} when resuming (the run has "
-                    f"{a[section].get(key)!r}, the command asks for {b[section].get(key)!r}); "
-                    f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change. Start a new run "
-                    "with another --out instead."
-                )
-
-
-def resume_config(
-    run_dir: str | os.PathLike[str], overrides: Mapping[str, Mapping[str, Any]] | None = None
-) -> RunConfig:
-    """The config to resume ``run_dir`` with: its checkpoint's, with ``overrides`` applied.
-
-    Raises:
-        ModelError: There is no checkpoint to resume.
-        ConfigError: An override is invalid (changing a fixed field is refused by :func:`train`).
-    """
-    from reference_models.config import config_from_dict
-
-    path = Path(run_dir)
-    if not (path / CHECKPOINT_FILE).is_file():
-        raise ModelError(
-            f"nothing to resume in {path}: {CHECKPOINT_FILE} is missing; start the run without "
-            "--resume."
-        )
-    saved = load_checkpoint(path).config.to_dict()
-    for section, values in (overrides or {}).items():
-        saved.setdefault(section, {}).update(values)
-    return config_from_dict(saved, where=f"{path} (resumed)")
-
-
 def _trim_metrics(path: Path, *, keep_epochs: int) -> None:
     """Drop metric lines of epochs after the checkpoint (a run killed after logging them)."""
     if not path.exists():
@@ -503,41 +452,3 @@ def _provenance(
         "latentdiag_version": __version__,
         "torch_version": str(torch.__version__),
     }
-
-
-def config_for_command(
-    *,
-    model: str | None,
-    out_dir: str | os.PathLike[str],
-    resume: bool,
-    config_file: str | None = None,
-    sets: tuple[str, ...] | list[str] = (),
-    options: Mapping[str, Any] | None = None,
-) -> RunConfig:
-    """The RunConfig of a ``latentdiag train`` invocation.
-
-    New run: defaults, then ``config_file``, then ``--set`` items, then the dedicated options
-    (``options``: ``{"train.epochs": 3, "data.source": "digits", ...}``, None values skipped).
-    Resumed run: the checkpoint's config with the same overrides on top.
-
-    Raises:
-        ConfigError: Bad overrides or values; ``--config`` together with ``--resume``.
-        ModelError: ``resume`` without a checkpoint.
-    """
-    from reference_models.config import build_config, parse_overrides
-
-    overrides = parse_overrides(sets)
-    for key, value in (options or {}).items():
-        if value is not None:
-            section, name = key.split(".", 1)
-            overrides.setdefault(section, {})[name] = value
-    if resume:
-        if config_file is not None:
-            raise ConfigError(
-                "--config cannot be combined with --resume: a resumed run keeps its own config "
-                "(change train.epochs with --epochs)."
-            )
-        if model is not None:
-            overrides.setdefault("model", {})["name"] = model
-        return resume_config(out_dir, overrides)
-    return build_config(model=model, file=config_file, overrides=overrides)

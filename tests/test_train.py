@@ -19,9 +19,9 @@ from latentdiag.cli import cli
 from latentdiag.errors import ConfigError, ModelError
 from latentdiag.store import LatentStore
 from reference_models import load_encoder, load_run
-from reference_models.config import build_config
+from reference_models.config import build_config, resume_config
 from reference_models.data import batch_plan, heldout_split
-from reference_models.trainer import resume_config, train
+from reference_models.trainer import train
 
 TINY = {
     "model": {"base_channels": 8},

@@ -81,8 +81,9 @@ def train_command(
       latentdiag train --model disentangled --out runs/disentangled --resume
       latentdiag report runs/disentangled/latents.h5 -o report/
     """
+    from reference_models.config import config_for_command
     from reference_models.progress import RichReporter
-    from reference_models.trainer import config_for_command, train
+    from reference_models.trainer import train
 
     if model is None and not resume:
         raise click.UsageError("--model is required for a new run (or pass --resume).")
