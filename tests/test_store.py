@@ -329,7 +329,7 @@ def test_newer_format_version(tmp_path: Path) -> None:
     p = tmp_path / "v.h5"
     with _h5(p, format_version=FORMAT_VERSION + 1) as f:
         f["mu"] = np.zeros((2, 2), np.float32)
-    with pytest.raises(StoreError, match=r"has latents format version 2, newer than this"):
+    with pytest.raises(StoreError, match=r"has latents format version 3, newer than this"):
         LatentStore(p)
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from latentdiag.errors import StoreError
 
 FORMAT_NAME = "latents"
-FORMAT_VERSION = 1
+# 2: per-row metadata columns (/columns) and the root attribute label_key; 1 is still read.
+FORMAT_VERSION = 2
 PARTIAL_SUFFIX = ".partial"
 DEFAULT_BLOCK_ROWS = 65536
 # Row chunks of ~16k rows: big enough for gzip to pay off, small enough to read in blocks.
@@ -89,6 +90,24 @@ def label_minmax(
         if block.size:
             lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
     return lo, hi
+
+
+COLUMNS_GROUP = "columns"
+
+
+def column_row_datasets(f: h5py.File) -> list[h5py.Dataset]:
+    """The per-row datasets of every column: ``codes`` of a categorical, the dataset itself of
+    a numeric column (what grows with the rows, and is cut back on resume)."""
+    if COLUMNS_GROUP not in f:
+        return []
+    out = []
+    for obj in f[COLUMNS_GROUP].values():
+        if isinstance(obj, h5py.Group):
+            if "codes" in obj:
+                out.append(obj["codes"])
+        else:
+            out.append(obj)
+    return out
 
 
 def short_error(exc: BaseException) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,48 +10,26 @@ import h5py
 import numpy as np
 
 from latentdiag import __version__
-from latentdiag.errors import StoreError
+from latentdiag.columns import Column
+from latentdiag.errors import LatentDiagError, StoreError
 from latentdiag.partitions import check_partitions
 from latentdiag.store._common import (
-    DEFAULT_BLOCK_ROWS,
+    COLUMNS_GROUP,
     FORMAT_NAME,
     FORMAT_VERSION,
     ROW_DATASETS,
-    SAMPLE_IDS_FROM_INDEX,
     decode_attr,
     label_minmax,
     names_attr,
     partial_path,
     short_error,
 )
+from latentdiag.store.base import LatentSource, StoreSummary
 
 __all__ = ["LatentStore", "StoreSummary"]
 
 
-@dataclass
-class StoreSummary:
-    """What a latents file holds: the content of ``latentdiag inspect``."""
-
-    path: str
-    n_samples: int
-    latent_dim: int
-    complete: bool
-    format_version: int
-    created: str | None
-    latentdiag_version: str | None
-    datasets: dict[str, dict[str, Any]]
-    label_names: list[str] | None
-    label_counts: dict[str, int] | None
-    factor_names: list[str] | None
-    partitions: dict[str, list[int]]
-    provenance: dict[str, Any]
-    nonfinite: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class LatentStore:
+class LatentStore(LatentSource):
     """A validated, read-only latents file.
 
     Opening checks everything that later code relies on, so that a bad file fails here with a
@@ -64,17 +40,35 @@ class LatentStore:
             for block in store.iter_blocks(65536):
                 ...
 
+    Metadata columns (format 2) are in :attr:`columns`. The file's default label is what
+    :attr:`labels` gives unless ``label_key`` names another column; ``batch_key`` names the
+    column that should mix (:attr:`batch`)::
+
+        with LatentStore("cells.h5", label_key="cell_type", batch_key="donor") as store:
+            store.labels, store.label_names, store.batch, store.batch_names
+
     Args:
         path: The latents file.
         allow_incomplete: Open a file whose writer did not finish (for ``inspect`` on a
             ``.partial`` file); only the committed rows are exposed.
+        label_key: The column whose groups should separate; None for the file's default label.
+        batch_key: The column whose groups should mix; None for none.
 
     Raises:
         StoreError: The file is missing, not HDF5, truncated, not a latents file, of a newer
             format version, incomplete, missing ``/mu``, or inconsistent.
+        ConfigError: ``label_key`` or ``batch_key`` names no column, or a column unfit to
+            group by (missing values, a numeric column with too many distinct values).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, allow_incomplete: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        allow_incomplete: bool = False,
+        label_key: str | None = None,
+        batch_key: str | None = None,
+    ) -> None:
         self.path = Path(path)
         p = self.path
         if not p.exists():
@@ -105,7 +99,8 @@ class LatentStore:
             ) from None
         try:
             self._validate(allow_incomplete)
-        except StoreError:
+            self._select(label_key, batch_key, default_from_file=True)
+        except LatentDiagError:
             self._file.close()
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:
@@ -138,7 +133,9 @@ class LatentStore:
                 f"({__version__}) reads (up to {FORMAT_VERSION}); upgrade latentdiag."
             )
         if version < 1:
-            raise StoreError(f"{p}: format_version {version} is not valid; expected 1.")
+            raise StoreError(
+                f"{p}: format_version {version} is not valid; expected 1..{FORMAT_VERSION}."
+            )
         self.format_version = version
         self.complete = bool(f.attrs.get("complete", False))
         if not self.complete and not allow_incomplete:
@@ -219,6 +216,8 @@ class LatentStore:
             checked = check_partitions(raw, d, error=StoreError, where=str(p))
             # HDF5 lists attributes alphabetically; latent order reads better.
             self.partitions = dict(sorted(checked.items(), key=lambda kv: kv[1]))
+        self._columns: dict[str, Column] | None = None
+        self._validate_columns(n)
         self.provenance: dict[str, Any] = {}
         if "provenance" in f:
             self.provenance = {k: decode_attr(v) for k, v in f["provenance"].attrs.items()}
@@ -226,6 +225,120 @@ class LatentStore:
         self.created = decode_attr(created) if created is not None else None
         ver = f.attrs.get("latentdiag_version")
         self.latentdiag_version = decode_attr(ver) if ver is not None else None
+
+    def _validate_columns(self, n: int) -> None:
+        """Check /columns and the root attribute label_key (format 2)."""
+        f, p = self._file, self.path
+        self._column_order: list[str] = []
+        if COLUMNS_GROUP in f:
+            group = f[COLUMNS_GROUP]
+            if not isinstance(group, h5py.Group):
+                raise StoreError(f"{p}: /{COLUMNS_GROUP} must be a group.")
+            listed = names_attr(group, "names")
+            order = listed if listed is not None else sorted(group)
+            if sorted(order) != sorted(group):
+                raise StoreError(
+                    f"{p}: /{COLUMNS_GROUP} attribute names lists {order} but the group holds "
+                    f"{sorted(group)}."
+                )
+            for name in order:
+                obj = group[name]
+                if isinstance(obj, h5py.Group):
+                    if "codes" not in obj or "categories" not in obj:
+                        raise StoreError(
+                            f"{p}: column /{COLUMNS_GROUP}/{name} is a group, so it must hold "
+                            "codes and categories (a categorical column)."
+                        )
+                    ds = obj["codes"]
+                    if not np.issubdtype(ds.dtype, np.integer):
+                        raise StoreError(
+                            f"{p}: /{COLUMNS_GROUP}/{name}/codes must hold integers; found "
+                            f"{ds.dtype}."
+                        )
+                    if obj["categories"].ndim != 1:
+                        raise StoreError(f"{p}: /{COLUMNS_GROUP}/{name}/categories must be 1-D.")
+                else:
+                    ds = obj
+                    if ds.dtype.kind not in "biuf":
+                        raise StoreError(
+                            f"{p}: column /{COLUMNS_GROUP}/{name} must hold numbers (or be a "
+                            f"categorical group of codes and categories); found {ds.dtype}."
+                        )
+                if ds.ndim != 1 or ds.shape[0] < n or (self.complete and ds.shape[0] != n):
+                    raise StoreError(
+                        f"{p}: column {name!r} has shape {ds.shape} but /mu has {n:,} rows; "
+                        "every column needs one value per row."
+                    )
+            self._column_order = list(order)
+        key = f.attrs.get("label_key")
+        self.file_label_key: str | None = None
+        if key is not None:
+            key = decode_attr(key)
+            if key not in self._column_order:
+                raise StoreError(
+                    f"{p}: the root attribute label_key names column {key!r}, which "
+                    f"/{COLUMNS_GROUP} does not hold."
+                )
+            if "labels" not in f:
+                raise StoreError(
+                    f"{p}: label_key is {key!r} but there is no /labels; /labels mirrors the "
+                    "default label column."
+                )
+            self.file_label_key = str(key)
+        elif "labels" in f:
+            self.file_label_key = self._label_column_name()
+
+    def _label_column_name(self) -> str:
+        """The name under which /labels of a file without label_key shows as a column."""
+        name = "label"
+        while name in self._column_order:
+            name += "_"
+        return name
+
+    @property
+    def columns(self) -> dict[str, Column]:
+        """Every per-row metadata column by name (read on first use).
+
+        A file with ``/labels`` but no ``label_key`` (every format-1 file) shows them as the
+        categorical column ``label``.
+        """
+        if self._columns is not None:
+            return self._columns
+        out: dict[str, Column] = {}
+        n = self.n_samples
+        if self._column_order:
+            group = self._file[COLUMNS_GROUP]
+            for name in self._column_order:
+                obj = group[name]
+                try:
+                    if isinstance(obj, h5py.Group):
+                        cats = tuple(
+                            c.decode("utf-8") if isinstance(c, bytes) else str(c)
+                            for c in obj["categories"][()]
+                        )
+                        codes = np.asarray(obj["codes"][:n]).astype(np.int32, copy=False)
+                        if codes.size and (codes.min() < -1 or codes.max() >= len(cats)):
+                            raise StoreError(
+                                f"{self.path}: column {name!r} has codes from {codes.min()} to "
+                                f"{codes.max()} but {len(cats)} categories; every code needs "
+                                "a category (-1 for missing)."
+                            )
+                        ordered = bool(obj.attrs.get("ordered", False))
+                        out[name] = Column(name, codes, cats, ordered)
+                    else:
+                        out[name] = Column(name, np.asarray(obj[:n]))
+                except OSError as exc:
+                    raise StoreError(
+                        f"{self.path} is damaged or truncated: reading column {name!r} failed "
+                        f"({short_error(exc)}); write it again."
+                    ) from None
+        if "labels" in self._file and self._file.attrs.get("label_key") is None:
+            assert self.file_label_key is not None
+            names = names_attr(self._file, "label_names") or []
+            codes = self.read("labels").astype(np.int32)
+            out[self.file_label_key] = Column(self.file_label_key, codes, tuple(names))
+        self._columns = out
+        return out
 
     # -- access ---------------------------------------------------------------------------
     def has(self, name: str) -> bool:
@@ -238,18 +351,6 @@ class LatentStore:
             raise StoreError(f"{self.path} has no /{name}.")
         comp = self._file[name].compression
         return None if comp is None else str(comp)
-
-    @property
-    def has_logvar(self) -> bool:
-        return self.has("logvar")
-
-    @property
-    def has_labels(self) -> bool:
-        return self.has("labels")
-
-    @property
-    def has_factors(self) -> bool:
-        return self.has("factors")
 
     def read(self, name: str, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Read a row dataset, whole or a row selection (a slice or sorted index array)."""
@@ -270,104 +371,14 @@ class LatentStore:
             return np.asarray([s.decode("utf-8") if isinstance(s, bytes) else s for s in out])
         return np.asarray(out)
 
-    @property
-    def mu(self) -> np.ndarray:
-        return self.read("mu").astype(np.float32, copy=False)
-
-    @property
-    def logvar(self) -> np.ndarray | None:
-        return self.read("logvar").astype(np.float32, copy=False) if self.has_logvar else None
-
-    @property
-    def labels(self) -> np.ndarray | None:
-        return self.read("labels").astype(np.int64, copy=False) if self.has_labels else None
-
-    @property
-    def factors(self) -> np.ndarray | None:
-        return self.read("factors").astype(np.float32, copy=False) if self.has_factors else None
-
-    @property
-    def sample_ids(self) -> np.ndarray | None:
-        """Each row's sample id: ``/sample_ids``, or ``"<data_source>[<index>]"`` when the
-        provenance says the ids follow ``/index`` (files embedded from in-memory arrays)."""
-        if self.has("sample_ids"):
-            return self.read("sample_ids")
-        source = self.provenance.get("data_source")
-        if self.provenance.get("sample_ids") == SAMPLE_IDS_FROM_INDEX and self.has("index"):
-            return np.asarray([f"{source}[{i}]" for i in self.read("index").tolist()])
-        return None
-
-    @property
-    def index(self) -> np.ndarray | None:
-        """Each row's position in the data it was embedded from (``/index``), if recorded."""
-        return self.read("index").astype(np.int64, copy=False) if self.has("index") else None
-
-    def iter_blocks(
-        self, block_rows: int = DEFAULT_BLOCK_ROWS, names: Sequence[str] | None = None
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield consecutive row blocks as ``{name: array}`` for the datasets present."""
-        wanted = [n for n in (names or ROW_DATASETS) if self.has(n)]
-        for start in range(0, self.n_samples, block_rows):
-            sl = slice(start, min(start + block_rows, self.n_samples))
-            yield {name: self.read(name, sl) for name in wanted}
-
-    def nonfinite_counts(self, block_rows: int = DEFAULT_BLOCK_ROWS) -> dict[str, int]:
-        """Number of NaN or infinite values in each float dataset (read in blocks)."""
-        counts = {name: 0 for name in ("mu", "logvar", "factors") if self.has(name)}
-        for block in self.iter_blocks(block_rows, names=list(counts)):
-            for name, arr in block.items():
-                counts[name] += int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        return counts
-
-    def label_counts(self) -> dict[str, int] | None:
-        """How many rows carry each label name (in label order)."""
-        if not self.has_labels or self.label_names is None:
-            return None
-        counts = np.zeros(len(self.label_names), dtype=np.int64)
-        for block in self.iter_blocks(names=["labels"]):
-            counts += np.bincount(block["labels"], minlength=len(self.label_names))
-        return {name: int(c) for name, c in zip(self.label_names, counts, strict=True)}
-
-    def summary(self) -> StoreSummary:
-        """Everything ``latentdiag inspect`` shows."""
-        datasets = {}
-        for name in ROW_DATASETS:
-            if self.has(name):
-                ds = self._file[name]
-                datasets[name] = {
-                    "shape": [self.n_samples, *ds.shape[1:]],
-                    "dtype": "str" if name == "sample_ids" else str(ds.dtype),
-                    "compression": self.compression(name),
-                }
-        return StoreSummary(
-            path=str(self.path),
-            n_samples=self.n_samples,
-            latent_dim=self.latent_dim,
-            complete=self.complete,
-            format_version=self.format_version,
-            created=self.created,
-            latentdiag_version=self.latentdiag_version,
-            datasets=datasets,
-            label_names=self.label_names,
-            label_counts=self.label_counts(),
-            factor_names=self.factor_names if self.has_factors else None,
-            partitions={k: [a, b] for k, (a, b) in self.partitions.items()},
-            provenance=self.provenance,
-            nonfinite=self.nonfinite_counts(),
-        )
+    def _dataset_info(self, name: str) -> dict[str, Any]:
+        ds = self._file[name]
+        return {
+            "shape": [self.n_samples, *ds.shape[1:]],
+            "dtype": "str" if name == "sample_ids" else str(ds.dtype),
+            "compression": self.compression(name),
+        }
 
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
-
-    def __enter__(self) -> LatentStore:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"LatentStore({str(self.path)!r}, n_samples={self.n_samples}, "
-            f"latent_dim={self.latent_dim})"
-        )

@@ -11,16 +11,19 @@ import h5py
 import numpy as np
 
 from latentdiag import __version__
-from latentdiag.errors import StoreError
+from latentdiag.columns import Column, ColumnSpec, check_column_name
+from latentdiag.errors import ConfigError, StoreError
 from latentdiag.partitions import check_partitions
 from latentdiag.store._common import (
     CHUNK_ROWS,
+    COLUMNS_GROUP,
     DEFAULT_BLOCK_ROWS,
     FORMAT_NAME,
     FORMAT_VERSION,
     ROW_DATASETS,
     STR_DTYPE,
     check_names,
+    column_row_datasets,
     encode_attr,
     names_attr,
     partial_path,
@@ -57,6 +60,14 @@ class LatentWriter:
             written by ``latentdiag embed`` so that shards can be merged).
         partitions: Named latent subspaces, name -> (start, stop).
         provenance: How the file was made; values may be scalars, lists or dicts.
+        columns: Per-row metadata columns (:class:`~latentdiag.columns.ColumnSpec`, or a
+            :class:`~latentdiag.columns.Column` whose rows are ignored): every ``append``
+            then gives ``columns={name: block}``.
+        label_key: The categorical column that is the file's default label. ``/labels`` and
+            ``label_names`` then mirror it (so readers of format 1 keep working), and
+            ``append`` takes no ``labels=``: they come from the column.
+        latent_dtype: ``float32`` (the default) or ``float64`` for ``/mu`` and ``/logvar``
+            (``convert`` keeps a float64 embedding as it is).
         overwrite: Replace an existing final file instead of refusing.
         compress_latents: gzip ``/mu`` and ``/logvar`` as well. Off by default: float latents
             compress to only about 0.86 of their size, and deflating them costs more CPU than
@@ -80,11 +91,16 @@ class LatentWriter:
         overwrite: bool = False,
         index: bool = False,
         compress_latents: bool = False,
+        columns: Sequence[ColumnSpec | Column] | None = None,
+        label_key: str | None = None,
+        latent_dtype: str = "float32",
     ) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         if int(latent_dim) < 1:
             raise StoreError(f"latent_dim must be at least 1; got {latent_dim}.")
+        if latent_dtype not in ("float32", "float64"):
+            raise StoreError(f"latent_dtype must be float32 or float64; got {latent_dtype!r}.")
         if self.path.exists() and not overwrite:
             raise StoreError(
                 f"{self.path} already exists; choose another output path, remove it, or "
@@ -93,6 +109,21 @@ class LatentWriter:
         if not self.path.parent.exists():
             raise StoreError(f"cannot write {self.path}: folder {self.path.parent} does not exist.")
         self.latent_dim = int(latent_dim)
+        self.columns = _check_specs(columns)
+        self.label_key = label_key
+        if label_key is not None:
+            spec = self.columns.get(label_key)
+            if spec is None or spec.categories is None:
+                raise StoreError(
+                    f"label_key {label_key!r} must name a categorical column of the file; "
+                    f"columns: {', '.join(self.columns) or 'none'}."
+                )
+            if label_names is not None and list(label_names) != list(spec.categories):
+                raise StoreError(
+                    f"label_names {list(label_names)} differ from the categories of the label "
+                    f"column {label_key!r}; give one or the other."
+                )
+            label_names = spec.categories
         self.label_names = check_names(label_names, "label names")
         self.factor_names = check_names(factor_names, "factor names")
         self.partitions = check_partitions(
@@ -109,9 +140,9 @@ class LatentWriter:
         f.attrs["latentdiag_version"] = __version__
         f.attrs["complete"] = False
         f.attrs["n_rows"] = 0
-        self._create("mu", (self.latent_dim,), np.float32)
+        self._create("mu", (self.latent_dim,), np.dtype(latent_dtype))
         if has_logvar:
-            self._create("logvar", (self.latent_dim,), np.float32)
+            self._create("logvar", (self.latent_dim,), np.dtype(latent_dtype))
         if self.label_names is not None:
             f.attrs["label_names"] = self.label_names
             self._create("labels", (), np.int64)
@@ -122,6 +153,12 @@ class LatentWriter:
             self._create("sample_ids", (), STR_DTYPE)
         if index:
             self._create("index", (), np.int64)
+        if self.label_key is not None:
+            f.attrs["label_key"] = self.label_key
+        cg = f.create_group(COLUMNS_GROUP)
+        cg.attrs["names"] = list(self.columns)
+        for spec in self.columns.values():
+            self._create_column(cg, spec)
         g = f.create_group("partitions")
         for name, (start, stop) in self.partitions.items():
             g.attrs[name] = np.array([start, stop], dtype=np.int64)
@@ -147,6 +184,29 @@ class LatentWriter:
             # A checksum per chunk: a damaged chunk fails to read instead of reading as zeros.
             fletcher32=name != "sample_ids",
         )
+
+    def _create_column(self, group: h5py.Group, spec: ColumnSpec) -> None:
+        common = {"chunks": (CHUNK_ROWS,), "compression": "gzip", "compression_opts": 1}
+        if spec.categories is not None:
+            g = group.create_group(spec.name)
+            g.attrs["kind"] = "categorical"
+            g.attrs["ordered"] = bool(spec.ordered)
+            g.create_dataset(
+                "categories", data=np.array(spec.categories, dtype=object), dtype=STR_DTYPE
+            )
+            g.create_dataset(
+                "codes", shape=(0,), maxshape=(None,), dtype=np.int32, fletcher32=True, **common
+            )
+        else:
+            ds = group.create_dataset(
+                spec.name,
+                shape=(0,),
+                maxshape=(None,),
+                dtype=np.dtype(spec.dtype),
+                fletcher32=True,
+                **common,
+            )
+            ds.attrs["kind"] = "numeric"
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str]) -> LatentWriter:
@@ -184,9 +244,15 @@ class LatentWriter:
         self.partitions = {
             str(k): (int(v[0]), int(v[1])) for k, v in f.get("partitions", {}).attrs.items()
         }
+        self.columns = _read_specs(f)
+        key = f.attrs.get("label_key")
+        self.label_key = None if key is None else str(key)
         for name in ROW_DATASETS:
             if name in f and f[name].shape[0] != self.n_rows:
                 f[name].resize(self.n_rows, axis=0)
+        for ds in column_row_datasets(f):
+            if ds.shape[0] != self.n_rows:
+                ds.resize(self.n_rows, axis=0)
         return self
 
     # -- writing --------------------------------------------------------------------------
@@ -207,20 +273,35 @@ class LatentWriter:
         factors: np.ndarray | None = None,
         sample_ids: Sequence[str] | None = None,
         index: np.ndarray | Sequence[int] | None = None,
+        columns: Mapping[str, Any] | None = None,
     ) -> None:
         """Append a block of rows. Every dataset the file was created with must be given.
 
         Raises:
-            StoreError: A block has the wrong shape, a missing or unexpected part, or a label
-                outside 0..k-1.
+            StoreError: A block has the wrong shape, a missing or unexpected part, a label
+                outside 0..k-1, or a column block that does not fit its column.
         """
         if self._finalized:
             raise StoreError(f"{self.path} is already finalized; no more rows can be added.")
-        mu = np.asarray(mu, dtype=np.float32)
+        mu = np.asarray(mu, dtype=self._file["mu"].dtype)
         if mu.ndim != 2 or mu.shape[1] != self.latent_dim:
             raise StoreError(f"mu block must have shape (rows, {self.latent_dim}); got {mu.shape}.")
         rows = mu.shape[0]
         parts: dict[str, np.ndarray] = {"mu": mu}
+        column_parts = self._column_blocks(columns, rows)
+        if self.label_key is not None:
+            if labels is not None:
+                raise StoreError(
+                    f"this latents file takes its labels from column {self.label_key!r}; "
+                    "append() needs no labels=."
+                )
+            codes = column_parts[self.label_key]
+            if codes.size and codes.min() < 0:
+                raise StoreError(
+                    f"column {self.label_key!r} is the default label, so every row needs a "
+                    f"value; {int((codes < 0).sum()):,} rows of this block have none."
+                )
+            labels = codes
         given = {
             "logvar": logvar,
             "labels": labels,
@@ -256,7 +337,7 @@ class LatentWriter:
                         f"(one per label name); got values from {arr.min()} to {arr.max()}."
                     )
             else:
-                arr = np.asarray(value, dtype=np.float32)
+                arr = np.asarray(value, dtype=self._file[name].dtype)
             expected_shape = (rows, *self._file[name].shape[1:])
             if arr.shape != expected_shape:
                 raise StoreError(
@@ -268,10 +349,58 @@ class LatentWriter:
             ds = self._file[name]
             ds.resize(stop, axis=0)
             ds[start:stop] = arr
+        for name, arr in column_parts.items():
+            obj = self._file[COLUMNS_GROUP][name]
+            ds = obj["codes"] if isinstance(obj, h5py.Group) else obj
+            ds.resize(stop, axis=0)
+            ds[start:stop] = arr
         # n_rows is the commit point: a resumed writer trusts rows below it and no others.
         self.n_rows = stop
         self._file.attrs["n_rows"] = stop
         self._file.flush()
+
+    def _column_blocks(self, given: Mapping[str, Any] | None, rows: int) -> dict[str, np.ndarray]:
+        given = dict(given or {})
+        missing = [n for n in self.columns if n not in given]
+        extra = [n for n in given if n not in self.columns]
+        if missing:
+            raise StoreError(
+                f"this latents file has the columns {', '.join(self.columns)}; append() needs "
+                f"columns= for {', '.join(missing)} too."
+            )
+        if extra:
+            raise StoreError(
+                f"this latents file was created without the column(s) {', '.join(extra)}; got "
+                "them in append(columns=...)."
+            )
+        out: dict[str, np.ndarray] = {}
+        for name, spec in self.columns.items():
+            arr = np.asarray(given[name])
+            if arr.shape != (rows,):
+                raise StoreError(
+                    f"column {name!r} block must have shape ({rows},) to match mu; got {arr.shape}."
+                )
+            if spec.categories is not None:
+                if arr.size and arr.dtype.kind not in "iu":
+                    raise StoreError(
+                        f"column {name!r} is categorical: its block must hold integer codes; "
+                        f"got {arr.dtype}."
+                    )
+                k = len(spec.categories)
+                if arr.size and (arr.min() < -1 or arr.max() >= k):
+                    raise StoreError(
+                        f"column {name!r} codes must lie in -1..{k - 1} (-1 for missing); got "
+                        f"values from {arr.min()} to {arr.max()}."
+                    )
+                out[name] = arr.astype(np.int32)
+            else:
+                try:
+                    out[name] = arr.astype(np.dtype(spec.dtype), casting="same_kind")
+                except TypeError:
+                    raise StoreError(
+                        f"column {name!r} holds {spec.dtype}; got a block of {arr.dtype}."
+                    ) from None
+        return out
 
     def set_provenance(self, **values: Any) -> None:
         """Add or replace provenance entries (e.g. the device that actually ran)."""
@@ -306,6 +435,46 @@ class LatentWriter:
             self.close()
 
 
+def _check_specs(columns: Sequence[ColumnSpec | Column] | None) -> dict[str, ColumnSpec]:
+    out: dict[str, ColumnSpec] = {}
+    for item in columns or ():
+        spec = item.spec if isinstance(item, Column) else item
+        try:
+            check_column_name(spec.name)
+        except ConfigError as exc:
+            raise StoreError(str(exc)) from None
+        if spec.name in out:
+            raise StoreError(f"two columns are named {spec.name!r}; column names must be unique.")
+        if spec.categories is None and np.dtype(spec.dtype).kind not in "biuf":
+            raise StoreError(
+                f"column {spec.name!r}: a numeric column needs a number or bool dtype; got "
+                f"{spec.dtype}."
+            )
+        if spec.categories is not None and len(set(spec.categories)) != len(spec.categories):
+            raise StoreError(f"column {spec.name!r}: its categories must be unique.")
+        out[spec.name] = spec
+    return out
+
+
+def _read_specs(f: h5py.File) -> dict[str, ColumnSpec]:
+    """The column specs of an open file (for resuming it)."""
+    if COLUMNS_GROUP not in f:
+        return {}
+    group = f[COLUMNS_GROUP]
+    order = names_attr(group, "names") or sorted(group)
+    out: dict[str, ColumnSpec] = {}
+    for name in order:
+        obj = group[name]
+        if isinstance(obj, h5py.Group):
+            cats = tuple(
+                c.decode("utf-8") if isinstance(c, bytes) else str(c) for c in obj["categories"][()]
+            )
+            out[name] = ColumnSpec(name, cats, "int32", bool(obj.attrs.get("ordered", False)))
+        else:
+            out[name] = ColumnSpec(name, None, str(obj.dtype))
+    return out
+
+
 def write_latents(
     path: str | os.PathLike[str],
     mu: np.ndarray,
@@ -316,6 +485,9 @@ def write_latents(
     factors: np.ndarray | None = None,
     factor_names: Sequence[str] | None = None,
     sample_ids: Sequence[str] | None = None,
+    index: np.ndarray | Sequence[int] | None = None,
+    columns: Mapping[str, Any] | Sequence[Column] | None = None,
+    label_key: str | None = None,
     partitions: Mapping[str, Sequence[int]] | None = None,
     provenance: Mapping[str, Any] | None = None,
     overwrite: bool = False,
@@ -327,16 +499,40 @@ def write_latents(
     When ``labels`` is given without ``label_names`` the names are the label values as strings
     and the values are mapped to 0..k-1; likewise ``factor_names`` default to f0, f1, ...
     ``compress_latents`` is as for :class:`LatentWriter`.
+
+    ``columns`` are per-row metadata: a mapping name -> values (strings, bools and pandas
+    categoricals become categorical columns, numbers stay numeric; see
+    :func:`~latentdiag.columns.column_from_values`) or a list of
+    :class:`~latentdiag.columns.Column`. ``label_key`` names the one that is the default label
+    (instead of ``labels``).
     """
+    from latentdiag.columns import column_from_values
+
     mu = np.asarray(mu)
     if mu.ndim != 2:
         raise StoreError(f"mu must be 2-D (n_samples, latent_dim); got shape {mu.shape}.")
+    n = mu.shape[0]
+    cols: list[Column] = []
+    try:
+        if isinstance(columns, Mapping):
+            cols = [column_from_values(str(k), v) for k, v in columns.items()]
+        elif columns is not None:
+            cols = list(columns)
+    except ConfigError as exc:
+        raise StoreError(str(exc)) from None
+    for col in cols:
+        if len(col) != n:
+            raise StoreError(
+                f"column {col.name!r} has {len(col):,} values but mu has {n:,} rows; give one "
+                "value per row."
+            )
+    if label_key is not None and labels is not None:
+        raise StoreError("give labels= or label_key=, not both: label_key names a column.")
     if labels is not None and label_names is None:
         values, labels = np.unique(np.asarray(labels), return_inverse=True)
         label_names = [str(v) for v in values]
     if factors is not None and factor_names is None:
         factor_names = [f"f{i}" for i in range(np.asarray(factors).shape[1])]
-    n = mu.shape[0]
     with LatentWriter(
         path,
         latent_dim=mu.shape[1],
@@ -344,10 +540,13 @@ def write_latents(
         label_names=label_names,
         factor_names=factor_names,
         sample_ids=sample_ids is not None,
+        index=index is not None,
         partitions=partitions,
         provenance=provenance,
         overwrite=overwrite,
         compress_latents=compress_latents,
+        columns=cols,
+        label_key=label_key,
     ) as w:
         for start in range(0, max(n, 1), block_rows):
             sl = slice(start, min(start + block_rows, n))
@@ -357,5 +556,7 @@ def write_latents(
                 labels=None if labels is None else np.asarray(labels)[sl],
                 factors=None if factors is None else factors[sl],
                 sample_ids=None if sample_ids is None else list(sample_ids[sl]),
+                index=None if index is None else np.asarray(index)[sl],
+                columns={c.name: c.values[sl] for c in cols},
             )
     return Path(path)
