@@ -50,6 +50,40 @@ def out_option(*, required: bool = True, help: str = "Output path.") -> Callable
     return deco
 
 
+def latents_options(f: F) -> F:
+    """``--label-key``, ``--batch-key``, ``--obsm``, ``--logvar-obsm``: what a command reads
+    from a latents file or an ``.h5ad`` file, the same for every command that reads latents."""
+    f = click.option(
+        "--logvar-obsm",
+        metavar="KEY",
+        default=None,
+        help="AnnData input: the obsm key of the posterior log-variances (enables posterior "
+        "TC and KL).",
+    )(f)
+    f = click.option(
+        "--obsm",
+        metavar="KEY",
+        default=None,
+        help="AnnData (.h5ad) input: the obsm key of the embedding, e.g. X_scVI (default: the "
+        "only X_* entry; X for adata.X itself).",
+    )(f)
+    f = click.option(
+        "--batch-key",
+        metavar="COL",
+        default=None,
+        help="The column whose groups should mix (batch, site, donor); its groups are scored "
+        "like labels under batch_separation, where lower means better mixed.",
+    )(f)
+    f = click.option(
+        "--label-key",
+        metavar="COL",
+        default=None,
+        help="The column whose groups should separate (cell type, modality, class); default: "
+        "the file's label.",
+    )(f)
+    return f
+
+
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON; NaN/inf become null so any JSON parser reads it."""
     click.echo(json.dumps(to_jsonable(data), indent=2, allow_nan=False))

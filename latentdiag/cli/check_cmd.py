@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from latentdiag.cli._common import console, device_option, echo_json, json_option, seed_option
+from latentdiag.cli._common import (
+    console,
+    device_option,
+    echo_json,
+    json_option,
+    latents_options,
+    seed_option,
+)
 from latentdiag.cli.metrics_cmd import progress_bar, sample_option
 
 
@@ -32,6 +39,7 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     help="A requirement such as 'separation.silhouette>=0.5' (OP: >= <= > < == !=). Repeatable.",
 )
 @click.option("--min-silhouette", type=float, help="Shorthand: separation.silhouette>=X.")
+@latents_options
 @click.option(
     "--min-centroid-distance",
     type=float,
@@ -46,6 +54,10 @@ def check_command(
     requirements: list[Any],
     min_silhouette: float | None,
     min_centroid_distance: float | None,
+    label_key: str | None,
+    batch_key: str | None,
+    obsm: str | None,
+    logvar_obsm: str | None,
     as_json: bool,
     sample: int | None,
     seed: int,
@@ -58,10 +70,16 @@ def check_command(
     means a malformed requirement (a usage error); an unknown metric key or an unreadable file
     prints one `Error:` line and exits 1.
 
+    LATENTS is a latents file or an AnnData .h5ad file (see `latentdiag metrics --help`).
+    Requirements on batch_separation.* (e.g. the batch's linear probe accuracy) need
+    --batch-key.
+
     \b
     Examples:
       latentdiag check latents.h5 --min-silhouette 0.5 --min-centroid-distance 10
       latentdiag check latents.h5 --require 'partitions.shared.linear_probe_accuracy<=0.4'
+      latentdiag check cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch \\
+          --require 'silhouette>=0.1' --require 'batch_separation.linear_probe_accuracy<=0.6'
     """
     from latentdiag.metrics.check import (
         Requirement,
@@ -70,7 +88,7 @@ def check_command(
         validate_requirements,
     )
     from latentdiag.metrics.suite import compute_metrics_for_store
-    from latentdiag.store import LatentStore
+    from latentdiag.store import open_latents
 
     reqs = list(requirements)
     if min_silhouette is not None:
@@ -81,7 +99,9 @@ def check_command(
         raise click.UsageError(
             "give at least one requirement: --require, --min-silhouette or --min-centroid-distance."
         )
-    with LatentStore(latents) as store:
+    with open_latents(
+        latents, label_key=label_key, batch_key=batch_key, obsm=obsm, logvar_obsm=logvar_obsm
+    ) as store:
         validate_requirements(reqs, store.partitions)
         with progress_bar() as progress:
             metrics = compute_metrics_for_store(

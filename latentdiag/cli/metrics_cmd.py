@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from latentdiag.cli._common import console, device_option, echo_json, json_option, seed_option
+from latentdiag.cli._common import (
+    console,
+    device_option,
+    echo_json,
+    json_option,
+    latents_options,
+    seed_option,
+)
 
 
 def sample_option(f: Any) -> Any:
@@ -27,29 +34,51 @@ def sample_option(f: Any) -> Any:
 
 @click.command("metrics")
 @click.argument("latents", type=click.Path(dir_okay=False))
+@latents_options
 @json_option
 @sample_option
 @seed_option
 @device_option
-def metrics_command(latents: str, as_json: bool, sample: int | None, seed: int, device: str):
+def metrics_command(
+    latents: str,
+    label_key: str | None,
+    batch_key: str | None,
+    obsm: str | None,
+    logvar_obsm: str | None,
+    as_json: bool,
+    sample: int | None,
+    seed: int,
+    device: str,
+):
     """Compute every metric a latents file allows: separation, information, disentanglement.
 
-    Separation needs /labels, posterior TC and KL need /logvar, disentanglement needs
-    /factors; what the file cannot support is listed as skipped, with the reason. Named
-    partitions get every metric again, plus a leakage summary (how much label information each
-    subspace holds). Definitions and ranges: docs/metrics.md.
+    LATENTS is a latents file (.h5) or an AnnData file (.h5ad: the embedding from obsm, the
+    columns from obs). Separation needs a label, posterior TC and KL need logvar,
+    disentanglement needs factors; what the file cannot support is listed as skipped, with the
+    reason. --batch-key scores the batches too (batch_separation: lower is better mixed).
+    Named partitions get every metric again, plus a leakage summary (how much label and batch
+    information each subspace holds). Definitions and ranges: docs/metrics.md.
 
     \b
     Examples:
       latentdiag metrics latents.h5
       latentdiag metrics latents.h5 --json > metrics.json
+      latentdiag metrics cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch
       latentdiag metrics big.h5 --sample 20000 --device cuda
     """
     from latentdiag.metrics.suite import compute_metrics_for_store
 
     with progress_bar() as progress:
         result = compute_metrics_for_store(
-            latents, sample=sample, seed=seed, device=device, progress=progress
+            latents,
+            label_key=label_key,
+            batch_key=batch_key,
+            obsm=obsm,
+            logvar_obsm=logvar_obsm,
+            sample=sample,
+            seed=seed,
+            device=device,
+            progress=progress,
         )
     if as_json:
         echo_json(result)
@@ -164,9 +193,14 @@ def render(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     out = console()
+    roles = [
+        f"{role} = {result[key]}"
+        for role, key in (("obsm", "obsm"), ("label", "label_key"), ("batch", "batch_key"))
+        if result.get(key)
+    ]
     out.print(
         f"[bold]{result.get('file', 'latents')}[/bold]: {result['n_samples']:,} samples × "
-        f"{result['latent_dim']} dims"
+        f"{result['latent_dim']} dims" + (f" ({', '.join(roles)})" if roles else "")
     )
     sep = result.get("separation")
     if sep:
@@ -186,6 +220,10 @@ def render(result: dict[str, Any]) -> None:
             cells += [_fmt(v) for v in matrix[i]] if matrix else []
             labels.add_row(name, *cells)
         out.print(labels)
+    bsep = result.get("batch_separation")
+    if bsep:
+        title = f"separation by batch ({result.get('batch_key')}): lower = better mixed"
+        out.print(_section_table(title, bsep, _SEPARATION))
     info = result.get("information")
     if info:
         out.print(_section_table("information", info, _INFORMATION))
@@ -215,33 +253,37 @@ def render(result: dict[str, Any]) -> None:
             table.add_column(f"{name} [{sub['dims'][0]}, {sub['dims'][1]})", justify="right")
         for section, rows in (
             ("separation", _SEPARATION),
+            ("batch_separation", _SEPARATION),
             ("information", _INFORMATION),
             ("disentanglement", _DISENTANGLEMENT),
         ):
             for key, label, _ in rows:
                 values = [_get(sub.get(section, {}), key) for sub in parts.values()]
                 if any(v is not None for v in values):
-                    table.add_row(label.strip(), *[_fmt(v) for v in values])
+                    by = " (by batch)" if section == "batch_separation" else ""
+                    table.add_row(label.strip() + by, *[_fmt(v) for v in values])
         out.print(table)
     leakage = result.get("leakage") or {}
     if leakage:
-        table = Table(title="leakage: label information per subspace", title_justify="left")
-        for col in ("partition", "probe acc", "chance", "above chance", "Σ MI nats", "Σ MI ÷ H"):
-            table.add_column(col, justify="right" if col != "partition" else "left")
+        table = Table(
+            title="leakage: label (and batch) information per subspace", title_justify="left"
+        )
+        headings = {
+            "linear_probe_accuracy": "probe acc",
+            "chance_accuracy": "chance",
+            "probe_above_chance": "above chance",
+            "mi_sum": "Σ MI nats",
+            "mi_sum_normalized": "Σ MI ÷ H",
+            "batch_linear_probe_accuracy": "batch probe acc",
+            "batch_chance_accuracy": "batch chance",
+            "batch_probe_above_chance": "batch above chance",
+        }
+        shown = [k for k in headings if any(k in leak for leak in leakage.values())]
+        table.add_column("partition")
+        for key in shown:
+            table.add_column(headings[key], justify="right")
         for name, leak in leakage.items():
-            table.add_row(
-                name,
-                *[
-                    _fmt(leak.get(k))
-                    for k in (
-                        "linear_probe_accuracy",
-                        "chance_accuracy",
-                        "probe_above_chance",
-                        "mi_sum",
-                        "mi_sum_normalized",
-                    )
-                ],
-            )
+            table.add_row(name, *[_fmt(leak.get(k)) for k in shown])
         out.print(table)
     if result.get("skipped"):
         table = Table(title="skipped", title_justify="left")

@@ -11,6 +11,7 @@ from latentdiag.cli._common import (
     device_option,
     echo_json,
     json_option,
+    latents_options,
     out_option,
     seed_option,
 )
@@ -52,12 +53,17 @@ from latentdiag.cli.metrics_cmd import sample_option
     is_flag=True,
     help="Also write TensorBoard Projector TSV files (vectors + metadata) into DIR/projector.",
 )
+@latents_options
 @seed_option
 @device_option
 @json_option
 def report_command(
     latents,
     out,
+    label_key,
+    batch_key,
+    obsm,
+    logvar_obsm,
     names,
     projections,
     plot_sample,
@@ -73,13 +79,16 @@ def report_command(
     The page is self-contained (open it from disk, offline) and starts with a summary of the
     headline metrics. With two or more files it compares them side by side, each against the
     first. Files written by a reference-model run also get reconstructions, samples per label
-    and latent traversals.
+    and latent traversals. LATENTS may be AnnData .h5ad files; --label-key, --batch-key and
+    --obsm apply to every file. With --batch-key the report adds a section on how well the
+    batches mix.
 
     \b
     Examples:
       latentdiag report latents.h5 -o report/
       latentdiag report base.h5 dis.h5 --name baseline --name disentangled -o compare/
       latentdiag report latents.h5 -o r/ --projection pca --require 'separation.silhouette>=0.5'
+      latentdiag report cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch -o r/
     """
     from latentdiag.report import build_report
 
@@ -102,6 +111,10 @@ def report_command(
         export_projector=export_projector,
         extras=_reference_images(seed),
         progress=show if err.is_terminal and not as_json else None,  # CI logs stay short
+        label_key=label_key,
+        batch_key=batch_key,
+        obsm=obsm,
+        logvar_obsm=logvar_obsm,
     )
     if as_json:
         echo_json(_as_dict(result))

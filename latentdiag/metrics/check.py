@@ -45,7 +45,11 @@ _OPS: dict[str, Any] = {
 _PATTERN = re.compile(
     r"^\s*(?P<key>[A-Za-z_][\w.\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>\S+)\s*$"
 )
+# Sections a key may leave out (``silhouette`` is ``separation.silhouette``); batch_separation
+# is always written out, so that a requirement on the batch cannot be mistaken for one on
+# the label.
 _SECTIONS = ("separation", "information", "disentanglement")
+_NAMED_ONLY = ("batch_separation",)
 
 
 @dataclass(frozen=True)
@@ -148,9 +152,16 @@ def _candidates(key: str, partitions: Iterable[str]) -> list[str]:
     out = [key]
     if parts[0] == "partitions" and len(parts) >= 3:
         head, rest = parts[:2], parts[2:]
-        if rest[0] not in _SECTIONS:
+        if rest[0] not in (*_SECTIONS, *_NAMED_ONLY):
             out += [".".join([*head, s, *rest]) for s in _SECTIONS]
-    elif parts[0] not in (*_SECTIONS, "partitions", "leakage", "n_samples", "latent_dim"):
+    elif parts[0] not in (
+        *_SECTIONS,
+        *_NAMED_ONLY,
+        "partitions",
+        "leakage",
+        "n_samples",
+        "latent_dim",
+    ):
         out += [".".join([s, *parts]) for s in _SECTIONS]
     return out
 
@@ -179,7 +190,16 @@ def _known_keys(partitions: Iterable[str]) -> list[str]:
         "disentanglement.dci.informativeness",
         *_CONTAINERS,
     ]
+    # The separation keys again, by batch (silhouette_per_label is silhouette_per_batch there).
+    base += [
+        "batch_separation." + k[len("separation.") :].replace("_per_label", "_per_batch")
+        for k in base
+        if k.startswith("separation.")
+    ]
+    base = list(dict.fromkeys(base))
     leak = ["linear_probe_accuracy", "chance_accuracy", "probe_above_chance", "mi_sum"]
+    leak += [f"batch_{k}" for k in ("linear_probe_accuracy", "chance_accuracy")]
+    leak += ["batch_probe_above_chance"]
     keys = ["n_samples", "latent_dim", *base]
     for name in partitions:
         keys += [f"partitions.{name}.{k}" for k in base]
@@ -241,6 +261,9 @@ _CONTAINERS = (
     "separation.silhouette_per_label",
     "separation.silhouette_ci",
     "separation.centroid_distance.matrix",
+    "batch_separation.silhouette_per_batch",
+    "batch_separation.silhouette_ci",
+    "batch_separation.centroid_distance.matrix",
     "information.mi_per_dim",
     "information.mi_per_dim_normalized",
     "information.kl_per_dim",

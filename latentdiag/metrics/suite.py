@@ -8,7 +8,6 @@ stops the others. The result is plain Python (floats, lists, dicts), ready for J
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ __all__ = [
 
 ProgressCallback = Callable[[str, float], None]
 
-SECTIONS = ("separation", "information", "disentanglement")
+SECTIONS = ("separation", "batch_separation", "information", "disentanglement")
 
 # (section, key, relative cost): the plan the progress callback reports against.
 _STEPS: tuple[tuple[str, str, float], ...] = (
@@ -51,6 +50,14 @@ _STEPS: tuple[tuple[str, str, float], ...] = (
     ("disentanglement", "modularity", 0.3),
     ("disentanglement", "factor_vae", 0.5),
 )
+# The separation metrics again with the batch column as the grouping: how well z tells
+# batches apart (low = mixed), for the whole space and each subspace.
+_SEPARATION_STEPS = tuple(step for step in _STEPS if step[0] == "separation")
+_STEPS = (
+    *_SEPARATION_STEPS,
+    *(("batch_separation", key, cost) for _, key, cost in _SEPARATION_STEPS),
+    *(step for step in _STEPS if step[0] != "separation"),
+)
 
 
 # Keys a step writes beside its own (the step "silhouette" also fills silhouette_per_label...).
@@ -70,7 +77,11 @@ _EXTRA_OUTPUTS: dict[str, tuple[str, ...]] = {
     "sap": ("sap_discrete",),
 }
 # leakage.<name>.<key> comes from these metrics of partitions.<name>.
-_LEAKAGE_SOURCES = ("separation.linear_probe_accuracy", "information.mi_per_dim")
+_LEAKAGE_SOURCES = (
+    "separation.linear_probe_accuracy",
+    "information.mi_per_dim",
+    "batch_separation.linear_probe_accuracy",
+)
 
 
 def metric_keys(*, extras: bool = False) -> list[str]:
@@ -82,6 +93,8 @@ def metric_keys(*, extras: bool = False) -> list[str]:
     out = []
     for section, key, _ in _STEPS:
         out.append(f"{section}.{key}")
+        if extras and section == "batch_separation" and key == "silhouette":
+            out.append(f"{section}.silhouette_per_batch")
         if extras:
             out += [f"{section}.{k}" for k in _EXTRA_OUTPUTS.get(key, ())]
     return out
@@ -106,6 +119,8 @@ class _Run:
         if self.include is None:
             return True
         names = (key, *_EXTRA_OUTPUTS.get(key, ()))
+        if section == "batch_separation" and key == "silhouette":
+            names = (*names, "silhouette_per_batch")
         full = [f"{prefix}{section}.{name}" for name in names]
         for p in self.include:
             if p.startswith("leakage."):
@@ -168,12 +183,20 @@ def _space(
     sample: int | None,
     seed: int,
     device: str,
+    batch: np.ndarray | None = None,
+    batch_names: Sequence[str] | None = None,
+    why_no_labels: str = "no labels: the latents come without /labels",
 ) -> dict[str, Any]:
-    """The three sections for one latent (sub)space."""
+    """The sections for one latent (sub)space."""
     result: dict[str, Any] = {}
-    has = {"separation": labels is not None, "disentanglement": factors is not None}
+    has = {
+        "separation": labels is not None,
+        "batch_separation": batch is not None,
+        "disentanglement": factors is not None,
+    }
     why = {
-        "separation": "no labels: the latents come without /labels",
+        "separation": why_no_labels,
+        "batch_separation": "no batch: choose the column that should mix with --batch-key COL",
         "disentanglement": "no factors: the latents come without /factors",
     }
     for section in SECTIONS:
@@ -182,17 +205,20 @@ def _space(
         if not steps:
             continue
         if not has.get(section, True):
-            run.skipped.append({"section": f"{prefix}{section}", "reason": why[section]})
+            if section != "batch_separation" or run.include is not None:
+                # No batch key is the common case: said once, in the settings, not per space.
+                run.skipped.append({"section": f"{prefix}{section}", "reason": why[section]})
             run.done += sum(c for _, c in steps)
             continue
+        grouping = section == "batch_separation"
         for key, cost in steps:
             full = f"{prefix}{section}.{key}"
             fn = metric_step(
-                section,
+                "separation" if grouping else section,
                 key,
                 mu,
-                labels,
-                label_names,
+                batch if grouping else labels,
+                batch_names if grouping else label_names,
                 logvar,
                 factors,
                 factor_names,
@@ -201,19 +227,20 @@ def _space(
                 device,
             )
             if isinstance(fn, str):
-                run.skipped.append({"metric": full, "reason": fn})
+                reason = why_no_labels if fn.startswith("no labels") else fn
+                run.skipped.append({"metric": full, "reason": reason})
                 run.done += cost
                 continue
             run.step(sec, key, full, cost, fn)
+        if grouping and "silhouette_per_label" in sec:
+            sec["silhouette_per_batch"] = sec.pop("silhouette_per_label")
         if sec:
             result[section] = sec
     return result
 
 
-def _leakage(sub: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any] | None:
-    """How much label information one subspace holds: probe vs chance, summed MI."""
-    if labels is None:
-        return None
+def _leakage(sub: dict[str, Any]) -> dict[str, Any] | None:
+    """How much label (and batch) information one subspace holds: probe vs chance, summed MI."""
     sep = sub.get("separation", {})
     info = sub.get("information", {})
     out: dict[str, Any] = {}
@@ -226,6 +253,12 @@ def _leakage(sub: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any] |
     if "mi_sum" in info:
         out["mi_sum"] = info["mi_sum"]
         out["mi_sum_normalized"] = info["mi_sum"] / info["label_entropy"]
+    bsep = sub.get("batch_separation", {})
+    if "linear_probe_accuracy" in bsep:
+        acc, chance = bsep["linear_probe_accuracy"], bsep["chance_accuracy"]
+        out["batch_linear_probe_accuracy"] = acc
+        out["batch_chance_accuracy"] = chance
+        out["batch_probe_above_chance"] = (acc - chance) / (1.0 - chance) if chance < 1 else 0.0
     return out or None
 
 
@@ -243,12 +276,18 @@ def compute_metrics(
     device: str = "auto",
     progress: ProgressCallback | None = None,
     include: Collection[str] | None = None,
+    batch: Any = None,
+    batch_names: Sequence[str] | None = None,
+    label_key: str | None = None,
+    batch_key: str | None = None,
+    why_no_labels: str | None = None,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
     Args:
         mu: Latent means, shape (n_samples, latent_dim).
-        labels: Group labels, one per row (enables separation, MI and leakage).
+        labels: Group labels, one per row (enables separation, MI and leakage): what should
+            separate.
         label_names: Names of integer labels 0..k-1.
         logvar: Posterior log-variances, like ``mu`` (enables posterior TC and KL).
         factors: Ground-truth factors (n_samples, n_factors) (enables disentanglement).
@@ -261,6 +300,12 @@ def compute_metrics(
         progress: Called with (metric key, overall fraction done) as work proceeds.
         include: Compute only these dotted keys or prefixes (e.g. ``separation.silhouette``,
             ``information``); ``None`` computes everything.
+        batch: Batch groups, one per row: what should mix. Enables ``batch_separation`` (the
+            separation metrics by batch) and the batch rows of ``leakage``.
+        batch_names: Names of integer batches 0..b-1.
+        label_key: The column that gave ``labels``, recorded in the result.
+        batch_key: The column that gave ``batch``, recorded in the result.
+        why_no_labels: The reason given for skipping separation when ``labels`` is None.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
@@ -279,6 +324,13 @@ def compute_metrics(
         if y.ndim != 1 or y.shape[0] != n:
             raise MetricInputError(
                 f"labels must be 1-D with one label per row ({n:,}); found shape {y.shape}."
+            )
+    b: np.ndarray | None = None
+    if batch is not None:
+        b = np.asarray(batch)
+        if b.ndim != 1 or b.shape[0] != n:
+            raise MetricInputError(
+                f"batch must be 1-D with one batch per row ({n:,}); found shape {b.shape}."
             )
     lv = None if logvar is None else check_logvar(logvar, arr)
     fac = None if factors is None else check_factors(factors, n)
@@ -304,9 +356,14 @@ def compute_metrics(
             sample,
             seed,
             resolved,
+            batch=b,
+            batch_names=batch_names,
+            why_no_labels=why_no_labels or "no labels: the latents come without /labels",
         )
 
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
+    result["label_key"] = label_key if y is not None else None
+    result["batch_key"] = batch_key if b is not None else None
     result.update(space("", slice(None)))
     if parts:
         result["partitions"] = {}
@@ -315,7 +372,7 @@ def compute_metrics(
             sub = space(f"partitions.{name}.", slice(start, stop))
             sub["dims"] = [start, stop]
             result["partitions"][name] = sub
-            leak = _leakage(sub, y)
+            leak = _leakage(sub)
             if leak is not None:
                 result["leakage"][name] = leak
         if not result["leakage"]:
@@ -334,6 +391,8 @@ def compute_metrics(
     }
     if label_names is not None:
         result["label_names"] = list(label_names)
+    if batch_names is not None and b is not None:
+        result["batch_names"] = list(batch_names)
     if factor_names is not None:
         result["factor_names"] = list(factor_names)
     return result
@@ -341,27 +400,46 @@ def compute_metrics(
 
 def compute_metrics_for_store(
     store: Any,
+    *,
+    label_key: str | None = None,
+    batch_key: str | None = None,
+    obsm: str | None = None,
+    logvar_obsm: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """:func:`compute_metrics` on a latents file (a path or an open ``LatentStore``).
 
     Args:
-        store: Path of a latents file, or an open :class:`~latentdiag.store.LatentStore`.
+        store: Path of a latents file or ``.h5ad`` file, an ``AnnData`` object, or an open
+            :class:`~latentdiag.store.LatentSource` (opened with the label and batch chosen).
+        label_key: With a path or AnnData: the column that should separate (default: the
+            file's label).
+        batch_key: With a path or AnnData: the column that should mix.
+        obsm: With an ``.h5ad`` path or AnnData: the obsm key of the embedding.
+        logvar_obsm: With an ``.h5ad`` path or AnnData: the obsm key of the log-variances.
         **kwargs: ``sample``, ``seed``, ``device``, ``progress``, ``include`` as in
             :func:`compute_metrics`.
 
     Returns:
-        The metrics dict, with ``file`` set to the path.
+        The metrics dict, with ``file`` set to the path (and ``obsm`` for AnnData).
 
     Raises:
         StoreError: The file cannot be read as a latents file.
+        ConfigError: A key names no column, or one unfit to group by.
         MetricInputError: Its arrays cannot be measured (non-finite values, ...).
     """
-    from latentdiag.store import LatentStore
+    from latentdiag.store import LatentSource, open_latents
 
-    if isinstance(store, (str, os.PathLike)):
-        with LatentStore(store) as opened:
+    if not isinstance(store, LatentSource):
+        with open_latents(
+            store, label_key=label_key, batch_key=batch_key, obsm=obsm, logvar_obsm=logvar_obsm
+        ) as opened:
             return compute_metrics_for_store(opened, **kwargs)
+    if (label_key, batch_key, obsm, logvar_obsm) != (None, None, None, None):
+        raise MetricInputError(
+            "label_key, batch_key, obsm and logvar_obsm are chosen when a file is opened; give "
+            "them to open_latents(), or pass a path here."
+        )
     result = compute_metrics(
         store.mu,
         labels=store.labels,
@@ -370,6 +448,28 @@ def compute_metrics_for_store(
         factors=store.factors,
         factor_names=store.factor_names if store.has_factors else None,
         partitions=store.partitions,
+        batch=store.batch,
+        batch_names=store.batch_names,
+        label_key=store.label_key,
+        batch_key=store.batch_key,
+        why_no_labels=no_label_reason(store),
         **kwargs,
     )
-    return {"file": str(store.path), **result}
+    head: dict[str, Any] = {"file": str(store.path)}
+    obsm_key = getattr(store, "obsm_key", None)
+    if obsm_key is not None:
+        head["obsm"] = obsm_key
+    return {**head, **result}
+
+
+def no_label_reason(store: Any) -> str:
+    """Why a file has no label to separate by, and what to pass."""
+    from latentdiag.columns import describe_columns
+
+    columns = {k: c for k, c in store.columns.items()}
+    if not columns:
+        return "no labels: the latents come without /labels"
+    return (
+        "no label chosen: the file has no default label; choose the column that should "
+        f"separate with --label-key COL (columns: {describe_columns(columns)})"
+    )

@@ -34,7 +34,7 @@ from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
 from latentdiag.report.sections import Extras, FileReport, measure_file, shared_limits
-from latentdiag.store import LatentStore
+from latentdiag.store import LatentSource, open_latents
 
 __all__ = ["DEFAULT_SAMPLE", "ReportResult", "build_report", "default_names"]
 
@@ -151,6 +151,10 @@ def build_report(
     extras: Extras | None = None,
     docs_url: str | None = None,
     progress: Callable[[str], None] | None = None,
+    label_key: str | None = None,
+    batch_key: str | None = None,
+    obsm: str | None = None,
+    logvar_obsm: str | None = None,
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
@@ -172,6 +176,12 @@ def build_report(
         docs_url: Where docs/metrics.md is for the metric links (default: the source
             checkout's copy when present; otherwise the report names the page without a link).
         progress: Receives one line per step.
+        label_key: The column whose groups should separate, in every file (default: each
+            file's label).
+        batch_key: The column whose groups should mix, in every file; adds the "Mixing of
+            batches" section.
+        obsm: For ``.h5ad`` files: the obsm key of the embedding.
+        logvar_obsm: For ``.h5ad`` files: the obsm key of the log-variances.
 
     Returns:
         A :class:`ReportResult`.
@@ -192,9 +202,18 @@ def build_report(
     stores = []
     try:
         for p in paths:  # open them all first: a bad file fails before any long work
-            stores.append(LatentStore(p))
+            stores.append(
+                open_latents(
+                    p,
+                    label_key=label_key,
+                    batch_key=batch_key,
+                    obsm=obsm,
+                    logvar_obsm=logvar_obsm,
+                )
+            )
         _check_requirement_keys(requirements, stores)
         style = LabelStyle.from_names(s.label_names if s.has_labels else None for s in stores)
+        batch_style = LabelStyle.from_names(s.batch_names for s in stores)
         reports = [
             measure_file(
                 store,
@@ -213,6 +232,7 @@ def build_report(
                 report,
                 store,
                 style=style,
+                batch_style=batch_style,
                 projections=methods,
                 sample=sample,
                 seed=seed,
@@ -286,7 +306,7 @@ def build_report(
     return result
 
 
-def _projector_files(store: LatentStore, seed: int) -> tuple[str, str]:
+def _projector_files(store: LatentSource, seed: int) -> tuple[str, str]:
     from latentdiag.report.projector import projector_tsv
 
     labels = store.labels
@@ -324,7 +344,7 @@ def _parse_requirements(require: Sequence[str]) -> list[Any]:
     return [parse_requirement(text) for text in require]
 
 
-def _check_requirement_keys(requirements: Sequence[Any], stores: Sequence[LatentStore]) -> None:
+def _check_requirement_keys(requirements: Sequence[Any], stores: Sequence[LatentSource]) -> None:
     """Refuse a requirement on a metric no file could have, before any long computation.
 
     The partitions of every file are offered at once, so a requirement on a subspace that only

@@ -123,6 +123,34 @@ METRICS: dict[str, MetricInfo] = {
         "calinskiharabasz--separationcalinski_harabasz",
         "Calinski–Harabasz",
     ),
+    "batch_separation.silhouette": MetricInfo(
+        "Silhouette by batch",
+        "lower",
+        "−1 to 1",
+        "The silhouette with the batch column as the grouping: near 0 the batches are mixed "
+        "through each other, as a batch that should not matter must be; high values mean each "
+        "batch sits in its own region.",
+        "separation-by-batch--batch_separation",
+        "Separation by batch",
+    ),
+    "batch_separation.knn_accuracy": MetricInfo(
+        "k-NN accuracy of the batch",
+        "lower",
+        "0 to 1",
+        "How often a sample's 5 nearest neighbours name its batch (5-fold cross-validated): "
+        "near chance when the batches are mixed.",
+        "separation-by-batch--batch_separation",
+        "Separation by batch",
+    ),
+    "batch_separation.linear_probe_accuracy": MetricInfo(
+        "Linear probe accuracy of the batch",
+        "lower",
+        "0 to 1",
+        "How well a linear classifier reads the batch from the latents (5-fold "
+        "cross-validated): near chance when nothing of the batch is left.",
+        "separation-by-batch--batch_separation",
+        "Separation by batch",
+    ),
     "information.active_units": MetricInfo(
         "Active units",
         "higher",
@@ -375,6 +403,28 @@ EXTRAS: dict[str, MetricInfo] = {
         "The mutual information of the subspace's dimensions with the label, added up.",
         *_LEAK,
     ),
+    "leakage.*.batch_linear_probe_accuracy": MetricInfo(
+        "Linear probe accuracy of the batch in this subspace",
+        None,
+        "0 to 1",
+        "How well a linear classifier reads the batch from this subspace alone.",
+        *_LEAK,
+    ),
+    "leakage.*.batch_chance_accuracy": MetricInfo(
+        "Chance accuracy of the batch",
+        None,
+        "0 to 1",
+        "The accuracy of always guessing the most common batch.",
+        *_LEAK,
+    ),
+    "leakage.*.batch_probe_above_chance": MetricInfo(
+        "Batch probe above chance",
+        "lower",
+        "0 (chance) to 1 (perfect)",
+        "The batch probe's accuracy rescaled so that chance reads 0 and a perfect read-out 1: "
+        "the share of the batch this subspace gives away.",
+        *_LEAK,
+    ),
     "leakage.*.mi_sum_normalized": MetricInfo(
         "Subspace mutual information share",
         None,
@@ -393,6 +443,8 @@ HEADLINE: tuple[str, ...] = (
     "separation.knn_accuracy",
     "separation.linear_probe_accuracy",
     "separation.davies_bouldin",
+    "batch_separation.silhouette",
+    "batch_separation.linear_probe_accuracy",
     "information.active_units",
     "information.gaussian_total_correlation",
     "disentanglement.mig",
@@ -411,6 +463,22 @@ def info_for(path: str) -> MetricInfo | None:
     parts = path.split(".")
     if len(parts) > 2 and parts[0] == "partitions":
         return info_for(".".join(parts[2:]))
+    if parts[0] == "batch_separation" and len(parts) > 1:
+        # Any other separation number, by batch: the label's entry with the batch's wording.
+        rest = ".".join(parts[1:]).replace("silhouette_per_batch", "silhouette_per_label")
+        base = info_for(f"separation.{rest}")
+        if base is None:
+            return None
+        flipped = {"higher": "lower", "lower": "higher"}.get(base.direction or "")
+        return MetricInfo(
+            f"{base.title} (by batch)",
+            flipped if base.direction is not None else None,
+            base.range,
+            base.explanation.replace("label", "batch")
+            + " Here the batch column is the grouping, and mixed batches are what is wanted.",
+            "separation-by-batch--batch_separation",
+            "Separation by batch",
+        )
     for key, info in EXTRAS.items():
         pattern = key.split(".")
         if key.endswith(".*") and path.startswith(key[:-1]):

@@ -17,7 +17,7 @@ from latentdiag.report.catalog import get_path
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import project, stratified_sample
 from latentdiag.report.sections import Extras, FileReport, Panel
-from latentdiag.store import LatentStore
+from latentdiag.store import LatentSource
 
 __all__ = ["draw_file"]
 
@@ -26,7 +26,7 @@ _PROJECTION_TITLES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 
 def draw_file(
     report: FileReport,
-    store: LatentStore,
+    store: LatentSource,
     *,
     style: LabelStyle,
     projections: Sequence[str],
@@ -35,6 +35,7 @@ def draw_file(
     extras: Extras | None,
     limits: Mapping[str, float],
     progress: Callable[[str], None],
+    batch_style: LabelStyle | None = None,
 ) -> None:
     """Draw every figure of one measured file into ``report.panels``.
 
@@ -42,6 +43,7 @@ def draw_file(
         report: The file's measurements, from :func:`measure_file`.
         store: The open latents file.
         style: Label colours shared by the whole report.
+        batch_style: Batch colours shared by the whole report.
         projections: Projection methods to draw.
         sample: Rows in the stratified sample that projections and silhouette bars use.
         seed: Seed of every random choice.
@@ -77,6 +79,7 @@ def draw_file(
     panels = report.panels
 
     # -- projections ----------------------------------------------------------------------
+    projected: dict[str, Any] = {}
     for method in projections:
         title = _PROJECTION_TITLES[method]
         progress(f"{name}: {title} projection of {rows.size:,} rows")
@@ -85,6 +88,7 @@ def draw_file(
         except ReportError as exc:
             panels.append(Panel("projections", method, title, skipped=str(exc)))
             continue
+        projected[method] = proj
         fig = fg.projection_figure(
             proj,
             labels=sample_labels,
@@ -138,6 +142,19 @@ def draw_file(
         panels.append(
             _silhouette_panel(mu[rows], sample_labels, label_names, style, metrics, sample_note)
         )
+
+    # -- mixing of batches ------------------------------------------------------------------
+    batch = store.batch
+    panels.extend(
+        _mixing_panels(
+            report,
+            batch[rows] if batch is not None else None,
+            projected,
+            batch_style or LabelStyle.from_names([report.batch_names]),
+            seed,
+            sample_note,
+        )
+    )
 
     # -- information ----------------------------------------------------------------------
     mi = get_path(metrics, "information.mi_per_dim")
@@ -298,6 +315,87 @@ def draw_file(
                         "reference", f"gallery-{i}", str(title), str(caption), fg.image_png(image)
                     )
                 )
+
+
+def _mixing_panels(
+    report: FileReport,
+    sample_batch: np.ndarray | None,
+    projected: Mapping[str, Any],
+    style: LabelStyle,
+    seed: int,
+    sample_note: str,
+) -> list[Panel]:
+    """The projections again, coloured by batch, and the batch scores per subspace."""
+    from latentdiag.report import figures as fg
+
+    if sample_batch is None or report.batch_names is None:
+        return []  # no batch asked for: the section says how to ask (text.NOT_REQUESTED)
+    present = [n for n, c in (report.batch_counts or {}).items() if c > 0]
+    if len(present) < 2:
+        return [
+            Panel(
+                "mixing",
+                "batch",
+                "Mixing of batches",
+                skipped=f"Only one batch ({present[0] if present else 'none'}) in column "
+                f"{report.batch_key}: mixing needs at least two.",
+            )
+        ]
+    panels: list[Panel] = []
+    for method, proj in projected.items():
+        title = _PROJECTION_TITLES[method]
+        fig = fg.projection_figure(
+            proj,
+            labels=sample_batch,
+            label_names=report.batch_names,
+            style=style,
+            title=f"{title} of the latent means, by {fg.plain(str(report.batch_key))}",
+            random_state=seed,
+        )
+        panels.append(
+            Panel(
+                "mixing",
+                f"batch-{method}",
+                f"{title} by batch",
+                f"The {title} projection above, coloured by the batch column "
+                f"{report.batch_key!r}. Well mixed batches are interleaved everywhere; islands "
+                f"of one colour mean the latents remember the batch. {sample_note}",
+                fg.to_png(fig),
+            )
+        )
+    keys = {
+        "silhouette": "batch_separation.silhouette",
+        "k-NN accuracy": "batch_separation.knn_accuracy",
+        "linear probe accuracy": "batch_separation.linear_probe_accuracy",
+    }
+    names = ["all dimensions", *report.partitions]
+    series: dict[str, list[float | None]] = {}
+    for title, key in keys.items():
+        values = [get_path(report.metrics, key)] + [
+            get_path(report.metrics, f"partitions.{p}.{key}") for p in report.partitions
+        ]
+        if any(v is not None for v in values):
+            series[title] = [None if v is None else float(v) for v in values]
+    if series:
+        fig = fg.partition_figure(
+            names,
+            series,
+            chance=report.batch_chance_accuracy,
+            title=f"How well each subspace tells the batches ({report.batch_key}) apart",
+        )
+        panels.append(
+            Panel(
+                "mixing",
+                "batch-scores",
+                "Batch information per subspace",
+                "The separation scores with the batch as the grouping, for the whole latent space "
+                "and each named subspace. Mixed batches score near chance (the dashed line: "
+                "always guessing the most common batch) and a silhouette near 0; high scores "
+                "mean the batch can be read from the latents.",
+                fg.to_png(fig),
+            )
+        )
+    return panels
 
 
 def _present_names(report: FileReport) -> list[str]:

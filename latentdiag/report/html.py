@@ -345,20 +345,26 @@ class _Page:
         self.w('<section id="files"><h2>Files</h2><table class="files">')
         self.w(
             "<tr><th>name</th><th>path</th><th>samples</th><th>dims</th><th>labels</th>"
-            "<th>logvar</th><th>factors</th><th>partitions</th><th>provenance</th></tr>"
+            "<th>batches</th><th>logvar</th><th>factors</th><th>partitions</th>"
+            "<th>provenance</th></tr>"
         )
+
+        def groups(key: str | None, counts: Mapping[str, int] | None) -> str:
+            if not counts:
+                return "none"
+            head = f"{key}: " if key else ""
+            return head + ", ".join(f"{n} ({c:,})" for n, c in counts.items())
+
         for f in self.files:
-            labels = (
-                ", ".join(f"{n} ({c:,})" for n, c in (f.label_counts or {}).items())
-                if f.label_counts
-                else "none"
-            )
+            labels = groups(f.label_key, f.label_counts)
+            batches = groups(f.batch_key, f.batch_counts)
             parts = ", ".join(f"{n} [{a}, {b})" for n, (a, b) in f.partitions.items()) or "none"
             prov = "; ".join(f"{k}: {short(v)}" for k, v in f.provenance.items() if k != "config")
             self.w(
                 f'<tr><td><b>{esc(f.name)}</b></td><td class="path">{esc(f.path)}</td>'
                 f'<td class="num">{f.n_samples:,}</td><td class="num">{f.latent_dim}</td>'
-                f"<td>{esc(labels)}</td><td>{'yes' if f.has_logvar else 'no'}</td>"
+                f"<td>{esc(labels)}</td><td>{esc(batches)}</td>"
+                f"<td>{'yes' if f.has_logvar else 'no'}</td>"
                 f"<td>{esc(', '.join(f.factor_names) if f.factor_names else 'none')}</td>"
                 f'<td>{esc(parts)}</td><td class="prov">{esc(prov) or "none"}</td></tr>'
             )
@@ -400,6 +406,7 @@ class _Page:
     def section_table(self, section_id: str) -> None:
         prefix = {
             "separation": "separation.",
+            "mixing": "batch_separation.",
             "information": "information.",
             "disentanglement": "disentanglement.",
         }.get(section_id)

@@ -16,7 +16,7 @@ import numpy as np
 
 from latentdiag.report.catalog import get_path
 from latentdiag.report.projections import stratified_sample
-from latentdiag.store import LatentStore
+from latentdiag.store import LatentSource
 
 __all__ = [
     "SECTIONS",
@@ -30,12 +30,13 @@ __all__ = [
 # A callback that adds reference-model images for a file: a list of (title, caption, image),
 # or None when the file does not come from a reference-model run. It raises a
 # LatentDiagError to say why the images cannot be made (the report then says so).
-Extras = Callable[[LatentStore], list[tuple[str, str, np.ndarray]] | None]
+Extras = Callable[[LatentSource], list[tuple[str, str, np.ndarray]] | None]
 
 # Section id -> title, in report order.
 SECTIONS: dict[str, str] = {
     "projections": "Projections",
     "separation": "Separation of labels",
+    "mixing": "Mixing of batches",
     "information": "Information per dimension",
     "disentanglement": "Disentanglement of factors",
     "partitions": "Partitions of the latent space",
@@ -84,6 +85,10 @@ class FileReport:
     metrics: dict[str, Any]
     sample_size: int
     panels: list[Panel] = field(default_factory=list)
+    label_key: str | None = None
+    batch_key: str | None = None
+    batch_names: list[str] | None = None
+    batch_counts: dict[str, int] | None = None
     # (f, d) factor × dimension mutual information and the rows it was estimated on.
     factor_mi: np.ndarray | None = None
     mi_rows: int = 0
@@ -102,9 +107,18 @@ class FileReport:
         counts = [c for c in (self.label_counts or {}).values() if c > 0]
         return max(counts) / sum(counts) if len(counts) > 1 else None
 
+    @property
+    def batch_chance_accuracy(self) -> float | None:
+        """Accuracy of always guessing the most common batch."""
+        given = get_path(self.metrics, "batch_separation.chance_accuracy")
+        if isinstance(given, (int, float)):
+            return float(given)
+        counts = [c for c in (self.batch_counts or {}).values() if c > 0]
+        return max(counts) / sum(counts) if len(counts) > 1 else None
+
 
 def measure_file(
-    store: LatentStore,
+    store: LatentSource,
     name: str,
     *,
     metrics_sample: int | None,
@@ -115,7 +129,7 @@ def measure_file(
     """Compute the metrics of one latents file (figures come later, from :func:`draw_file`).
 
     Args:
-        store: The open latents file.
+        store: The open latents file (its label and batch chosen).
         name: How the report names the file.
         metrics_sample: Passed to ``compute_metrics(sample=...)``.
         seed: Seed of every random choice.
@@ -128,7 +142,7 @@ def measure_file(
     Raises:
         LatentDiagError: The file cannot be read or its arrays are not valid metric input.
     """
-    from latentdiag.metrics.suite import compute_metrics
+    from latentdiag.metrics.suite import compute_metrics, no_label_reason
 
     progress(f"{name}: reading {store.path}")
     mu = store.mu  # (n, d)
@@ -156,7 +170,15 @@ def measure_file(
         seed=seed,
         device=device,
         progress=metric_progress,
+        batch=store.batch,
+        batch_names=store.batch_names,
+        label_key=store.label_key,
+        batch_key=store.batch_key,
+        why_no_labels=no_label_reason(store),
     )
+    obsm_key = getattr(store, "obsm_key", None)
+    if obsm_key is not None:
+        metrics = {"obsm": obsm_key, **metrics}
     report = FileReport(
         name=name,
         path=str(store.path),
@@ -170,6 +192,10 @@ def measure_file(
         provenance=dict(store.provenance),
         metrics=metrics,
         sample_size=0,
+        label_key=store.label_key if labels is not None else None,
+        batch_key=store.batch_key,
+        batch_names=store.batch_names,
+        batch_counts=store.batch_counts(),
     )
     if factors is not None:
         progress(f"{name}: factor × dimension mutual information")

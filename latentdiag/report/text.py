@@ -80,6 +80,19 @@ def verdict(path: str, value: Any, report: FileReport) -> str:
         if v <= chance + 0.05 * (1 - chance):
             return f"about chance ({fmt_value(chance)}), the label cannot be read from the latents"
         return f"chance would be {fmt_value(chance)}"
+    if path in ("batch_separation.knn_accuracy", "batch_separation.linear_probe_accuracy"):
+        chance = report.batch_chance_accuracy
+        if chance is None:
+            return ""
+        if v <= chance + 0.05 * (1 - chance):
+            return f"about chance ({fmt_value(chance)}), the batches are mixed"
+        return f"chance would be {fmt_value(chance)}; the batch can be read from the latents"
+    if path == "batch_separation.silhouette":
+        if abs(v) <= 0.05:
+            return "near 0, the batches are mixed"
+        if v > 0.25:
+            return "the batches form their own clusters"
+        return ""
     if path == "information.active_units":
         return f"{int(v)} of {report.latent_dim} dimensions carry information"
     return ""
@@ -120,9 +133,14 @@ def describe(f: FileReport) -> str:
     bits = [f"{f.n_samples:,} samples × {f.latent_dim} latent dimensions"]
     if f.label_counts:
         names = [n for n, c in f.label_counts.items() if c > 0]
-        bits.append(f"{len(names)} labels ({', '.join(names)})")
+        # Format-1 files have no named columns: their labels show as the column "label".
+        column = f" in column {f.label_key}" if f.label_key not in (None, "label") else ""
+        bits.append(f"{len(names)} labels{column} ({', '.join(names)})")
     else:
         bits.append("no labels")
+    if f.batch_counts:
+        names = [n for n, c in f.batch_counts.items() if c > 0]
+        bits.append(f"{len(names)} batches in column {f.batch_key} ({', '.join(names)})")
     bits.append("posterior log-variances" if f.has_logvar else "no logvar")
     if f.factor_names:
         bits.append(f"{len(f.factor_names)} factors")
@@ -155,7 +173,17 @@ def delta_cell(base_name: str, name: str, v0: Any, v: Any, info: MetricInfo | No
 
 
 # Top-level keys of the metrics dict that hold no measurements.
-NOT_METRICS = ("settings", "skipped", "file", "label_names", "factor_names")
+NOT_METRICS = (
+    "settings",
+    "skipped",
+    "file",
+    "obsm",
+    "label_names",
+    "factor_names",
+    "batch_names",
+    "label_key",
+    "batch_key",
+)
 
 # Leakage measures of the metrics suite, and their column headings.
 LEAKAGE_COLUMNS = {
@@ -164,6 +192,9 @@ LEAKAGE_COLUMNS = {
     "probe_above_chance": "probe above chance (0 chance … 1 perfect)",
     "mi_sum": "summed MI with the label (nats)",
     "mi_sum_normalized": "summed MI ÷ label entropy",
+    "batch_linear_probe_accuracy": "batch: linear probe accuracy",
+    "batch_chance_accuracy": "batch: chance accuracy",
+    "batch_probe_above_chance": "batch: probe above chance",
 }
 
 # Per-subspace metrics the comparison table shows (the partitions section shows them all).
@@ -183,6 +214,11 @@ INTROS = {
     "separation": (
         "<p>How far apart the labels lie in the full latent space, and how cleanly each sample "
         "sits inside its own label's group.</p>"
+    ),
+    "mixing": (
+        "<p>Whether the groups that should <em>mix</em> (the batch column: batch, site, donor "
+        "or scanner) are spread through the latent space rather than kept apart: the same "
+        "separation scores with the batch as the grouping, where near chance is good.</p>"
     ),
     "information": (
         "<p>Which latent dimensions carry information about the label, and which ones the "
@@ -204,6 +240,8 @@ INTROS = {
 NOT_REQUESTED = {
     "projections": "no projection was requested (--projection).",
     "separation": "nothing to show.",
+    "mixing": "no batch column was chosen: pass --batch-key COL (the column whose groups should "
+    "mix, such as batch, site or donor) to see how well they mix.",
     "information": "nothing to show.",
     "disentanglement": "nothing to show.",
     "partitions": "nothing to show.",
