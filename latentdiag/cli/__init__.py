@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "sample": "latentdiag.cli.sample_cmd:sample_command",
     "embed": "latentdiag.cli.embed_cmd:embed_command",
     "merge": "latentdiag.cli.merge_cmd:merge_command",
+    "convert": "latentdiag.cli.convert_cmd:convert_command",
     "inspect": "latentdiag.cli.inspect_cmd:inspect_command",
     "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
     "check": "latentdiag.cli.check_cmd:check_command",

@@ -10,6 +10,10 @@ Every item is a dict with the same keys whatever the source, so the default coll
 ``factors``    float32 array (f,), ground-truth factors; shape (0,) when the source has none
 ``sample_id``  str, where the item came from (a file path, ``name.npz:train[12]``, ...)
 ``index``      int, the item's position in the dataset (stable; used by shards and resume)
+
+Per-row metadata beyond the one label (site, patient, scanner, a folder level...) is not in the
+items: a dataset holds it whole in :attr:`ImageDataset.columns`, indexed by ``item["index"]``,
+so ``embed`` writes every column into the latents file without collating strings per batch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from latentdiag.columns import Column
 
 UNLABELED = -1
 
@@ -34,10 +40,17 @@ class ImageDataset(ABC):
         channels: C of every image.
         size: H == W of every image (sources resize to a square size).
         source: A short description of where the data came from (recorded in provenance).
+        columns: Per-row metadata columns by name (:class:`~latentdiag.columns.Column`), each
+            with one value per item, indexed by ``item["index"]``; None when the source has
+            none beyond the label.
+        label_key: The column the labels come from (its codes are the labels, its categories
+            the label names), or None.
     """
 
     label_names: list[str] | None = None
     factor_names: list[str] | None = None
+    columns: dict[str, Column] | None = None
+    label_key: str | None = None
     channels: int
     size: int
     source: str = ""
@@ -73,6 +86,9 @@ class Subset(ImageDataset):
         self.indices = indices
         self.label_names = parent.label_names
         self.factor_names = parent.factor_names
+        # Items keep the parent's ``index``, so the parent's columns stay valid as they are.
+        self.columns = parent.columns
+        self.label_key = parent.label_key
         self.channels = parent.channels
         self.size = parent.size
         self.source = parent.source
