@@ -67,6 +67,7 @@ _JOB_KEYS = (
     "shard",
     "batch_size",
     "preprocessing",
+    "label_key",
 )
 
 
@@ -190,6 +191,7 @@ def _job(
         "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         "batch_size": batch_size,
         "preprocessing": preprocess.describe(),
+        "label_key": dataset.label_key,
     }
 
 
@@ -325,8 +327,9 @@ def embed(
     Args:
         runner: The model (see :func:`latentdiag.runners.open_runner`).
         dataset: The images (and labels, factors).
-        out: The latents file to write. An unfinished ``<out>.partial`` of the same job is
-            resumed.
+        out: The latents file to write; a name ending in ``.h5ad`` writes AnnData instead
+            (see :func:`~latentdiag.store.h5ad.write_h5ad`). An unfinished ``<out>.partial``
+            (always a latents file) of the same job is resumed.
         batch_size: Rows per model call.
         preprocess: How images become model input; planned from the model, the data and
             ``channels`` / ``size`` / ``normalize`` when None.
@@ -432,9 +435,14 @@ def embed(
             provenance={**provenance, "outputs": runner.outputs},
             overwrite=overwrite,
             compress_latents=compress_latents,
+            columns=list(columns.values()),
+            label_key=dataset.label_key if dataset.label_key in columns else None,
         )
 
-    sink = BlockSink(new_writer, writer, block_rows=block_rows, nonfinite=nonfinite)
+    columns = dict(dataset.columns or {})
+    sink = BlockSink(
+        new_writer, writer, block_rows=block_rows, nonfinite=nonfinite, columns=columns
+    )
     done = first
     t0 = time.perf_counter()
     try:

@@ -28,7 +28,16 @@ from latentdiag.store import DEFAULT_BLOCK_ROWS, LatentStore, LatentWriter
 
 __all__ = ["MergeResult", "merge_latents"]
 
-_SAME = ("latent_dim", "has_logvar", "label_names", "factor_names", "partitions", "sample_ids")
+_SAME = (
+    "latent_dim",
+    "has_logvar",
+    "label_names",
+    "factor_names",
+    "partitions",
+    "sample_ids",
+    "columns",
+    "label_key",
+)
 # Job keys that legitimately differ between shards.
 _PER_SHARD = {"shard"}
 
@@ -56,6 +65,12 @@ def _facts(store: LatentStore) -> dict[str, Any]:
         "factor_names": store.factor_names if store.has_factors else None,
         "partitions": {k: list(v) for k, v in store.partitions.items()},
         "sample_ids": store.has("sample_ids"),
+        "columns": [
+            (c.name, c.categories, str(c.values.dtype))
+            for name, c in store.columns.items()
+            if name in store.stored_columns
+        ],
+        "label_key": store.file_label_key if store.file_label_key in store.stored_columns else None,
     }
 
 
@@ -193,10 +208,15 @@ def merge_latents(
         job = provenance.get("job")
         if isinstance(job, dict):
             provenance["job"] = {**job, "shard": None}
+        facts = _facts(first)
+        label_key = facts["label_key"]
+        columns = [first.columns[name] for name in first.stored_columns]
         with LatentWriter(
             out,
             latent_dim=first.latent_dim,
             has_logvar=first.has_logvar,
+            columns=columns,
+            label_key=label_key,
             label_names=first.label_names if first.has_labels else None,
             factor_names=first.factor_names if first.has_factors else None,
             sample_ids=first.has("sample_ids"),
@@ -206,12 +226,22 @@ def merge_latents(
             overwrite=overwrite,
             compress_latents=first.compression("mu") is not None,
         ) as writer:
-            _stream(stores, writer, n, block_rows)
+            _stream(stores, writer, n, block_rows, label_from_column=label_key is not None)
     return MergeResult(path=out, n_rows=n, shards=len(paths))
 
 
-def _stream(stores: Sequence[LatentStore], writer: LatentWriter, n: int, block_rows: int) -> None:
+def _stream(
+    stores: Sequence[LatentStore],
+    writer: LatentWriter,
+    n: int,
+    block_rows: int,
+    *,
+    label_from_column: bool = False,
+) -> None:
     names = ["mu"] + [k for k in ("logvar", "labels", "factors", "sample_ids") if stores[0].has(k)]
+    if label_from_column:
+        names.remove("labels")  # the writer takes them from the label column
+    column_names = list(stores[0].stored_columns)
     cursors = [0] * len(stores)
     last = [-1] * len(stores)
     for s0 in range(0, n, block_rows):
@@ -257,6 +287,12 @@ def _stream(stores: Sequence[LatentStore], writer: LatentWriter, n: int, block_r
                         else np.empty((rows, *part.shape[1:]), dtype=part.dtype)
                     )
                 block[name][pos] = part
+            for name in column_names:
+                part = store.columns[name].values[c : c + take]
+                key = "column:" + name
+                if key not in block:
+                    block[key] = np.empty(rows, dtype=part.dtype)
+                block[key][pos] = part
             cursors[i] = c + take
             last[i] = int(sel[-1])
         missing = np.flatnonzero(count == 0)
@@ -272,6 +308,7 @@ def _stream(stores: Sequence[LatentStore], writer: LatentWriter, n: int, block_r
             factors=block.get("factors"),
             sample_ids=list(block["sample_ids"]) if "sample_ids" in block else None,
             index=np.arange(s0, s1, dtype=np.int64),
+            columns={name: block["column:" + name] for name in column_names},
         )
     for i, store in enumerate(stores):
         if cursors[i] < store.n_samples:

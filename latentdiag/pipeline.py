@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from latentdiag.columns import Column
 from latentdiag.data.base import ArrayDataset, ImageDataset, Subset
 from latentdiag.errors import ModelError
 from latentdiag.runners.preprocess import Preprocess
@@ -320,8 +321,11 @@ class BlockSink:
         *,
         block_rows: int,
         nonfinite: dict[str, int],
+        columns: Mapping[str, Column] | None = None,
     ) -> None:
         self._new_writer = new_writer
+        # Metadata columns are looked up by each row's index, not collated per batch.
+        self._columns = dict(columns or {})
         self.writer = writer
         self.block_rows = block_rows
         self.nonfinite = nonfinite
@@ -413,6 +417,11 @@ class BlockSink:
             "index": np.concatenate([b.index for b in batches]),
             "nonfinite": dict(self.nonfinite),
         }
+        if self._columns:
+            index = block["index"]
+            block["columns"] = {name: col.values[index] for name, col in self._columns.items()}
+            if self.writer is not None and self.writer.label_key is not None:
+                block["labels"] = None  # the writer takes them from the label column
         self._pending, self._pending_rows = [], 0
         self._queue.put(block)
 

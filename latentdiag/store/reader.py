@@ -288,6 +288,12 @@ class LatentStore(LatentSource):
         elif "labels" in f:
             self.file_label_key = self._label_column_name()
 
+    @property
+    def stored_columns(self) -> list[str]:
+        """The columns held in ``/columns`` (without the ``label`` column a file that has only
+        ``/labels`` shows)."""
+        return list(self._column_order)
+
     def _label_column_name(self) -> str:
         """The name under which /labels of a file without label_key shows as a column."""
         name = "label"

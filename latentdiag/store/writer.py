@@ -45,6 +45,9 @@ class LatentWriter:
                 w.append(mu, labels=labels)
         # latents.h5 now exists with complete=True
 
+    A path ending in ``.h5ad`` gets an AnnData file (written from the finished ``.partial``,
+    which is a latents file like any other).
+
     Rows go to ``latents.h5.partial``. If the block raises, the partial file is closed and kept
     (with ``complete=False`` and the count of committed rows) so the run can be resumed with
     :meth:`resume`; it is never renamed to the final name.
@@ -415,7 +418,16 @@ class LatentWriter:
         self._file.attrs["complete"] = True
         self._file.attrs["n_rows"] = self.n_rows
         self._file.close()
-        os.replace(self.partial, self.path)
+        if self.path.suffix.lower() == ".h5ad":
+            # AnnData out: the .partial (a latents file, resumable) becomes the .h5ad at the end.
+            from latentdiag.store.h5ad import write_h5ad
+            from latentdiag.store.reader import LatentStore
+
+            with LatentStore(self.partial) as done:
+                write_h5ad(done, self.path, overwrite=True)
+            self.partial.unlink()
+        else:
+            os.replace(self.partial, self.path)
         self._finalized = True
         return self.path
 
