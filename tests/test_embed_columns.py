@@ -7,12 +7,12 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
+from test_embed import ItemsOnly, make_data, module_runner, stop_after
 
 from latentdiag.columns import categorical_column, column_from_values
 from latentdiag.data.base import ArrayDataset
 from latentdiag.embed import embed
 from latentdiag.store import LatentStore, open_latents, partial_path
-from test_embed import ItemsOnly, make_data, module_runner, stop_after
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
