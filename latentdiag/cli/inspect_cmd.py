@@ -60,11 +60,12 @@ def _render(s) -> None:
     head.add_row("samples (n)", f"{s.n_samples:,}")
     head.add_row("latent dim (d)", str(s.latent_dim))
     head.add_row("complete", "yes" if s.complete else "[red]no (unfinished run)[/red]")
-    kind = "AnnData" if s.file_format == "anndata" else "latents"
-    head.add_row(
-        "format", f"{kind} v{s.format_version}, latentdiag {s.latentdiag_version or 'unknown'}"
-    )
-    head.add_row("created", str(s.created))
+    if s.file_format == "anndata":
+        by = f"latentdiag {s.latentdiag_version}" if s.latentdiag_version else "another tool"
+        head.add_row("format", f"AnnData .h5ad, written by {by}")
+    else:
+        head.add_row("format", f"latents v{s.format_version}, latentdiag {s.latentdiag_version}")
+    head.add_row("created", str(s.created or "not recorded"))
     bad = {k: v for k, v in s.nonfinite.items() if v}
     head.add_row(
         "non-finite values",

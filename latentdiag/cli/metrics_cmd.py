@@ -125,6 +125,15 @@ _SEPARATION = [
     ("linear_probe_accuracy", "linear probe accuracy (5-fold)", "[0, 1], higher better"),
     ("chance_accuracy", "  chance (majority label)", ""),
 ]
+# The separation rows again for the batch, where mixing (low values) is what is wanted.
+_BATCH = [
+    (
+        key,
+        label,
+        rng.replace("higher better", "lower = mixed").replace("lower better", "higher = mixed"),
+    )
+    for key, label, rng in _SEPARATION
+]
 _INFORMATION = [
     ("gaussian_total_correlation", "Gaussian total correlation of mu", "nats, lower = factorised"),
     ("posterior_total_correlation", "posterior total correlation", "nats, lower = factorised"),
@@ -209,7 +218,7 @@ def render(result: dict[str, Any]) -> None:
             extra = f" (silhouette from {sep['silhouette_sample_size']:,} sampled rows, 95% CI)"
         out.print(_section_table("separation" + extra, sep, _SEPARATION))
         labels = Table(title="per label", title_justify="left")
-        labels.add_column("label")
+        labels.add_column(str(result.get("label_key") or "label"))
         labels.add_column("silhouette", justify="right")
         names = sep.get("centroid_distance", {}).get("labels") or list(sep["silhouette_per_label"])
         matrix = sep.get("centroid_distance", {}).get("matrix")
@@ -223,7 +232,7 @@ def render(result: dict[str, Any]) -> None:
     bsep = result.get("batch_separation")
     if bsep:
         title = f"separation by batch ({result.get('batch_key')}): lower = better mixed"
-        out.print(_section_table(title, bsep, _SEPARATION))
+        out.print(_section_table(title, bsep, _BATCH))
     info = result.get("information")
     if info:
         out.print(_section_table("information", info, _INFORMATION))

@@ -96,6 +96,7 @@ def draw_file(
             style=style,
             title=f"{title} of the latent means",
             random_state=seed,
+            legend_title=fg.plain(report.label_key or "label"),
         )
         caption = f"{proj.note} {sample_note}{label_note}"
         panels.append(Panel("projections", method, title, caption, fg.to_png(fig)))
@@ -351,6 +352,7 @@ def _mixing_panels(
             style=style,
             title=f"{title} of the latent means, by {fg.plain(str(report.batch_key))}",
             random_state=seed,
+            legend_title=fg.plain(str(report.batch_key)),
         )
         panels.append(
             Panel(

@@ -100,6 +100,7 @@ def projection_figure(
     style: LabelStyle,
     title: str,
     random_state: int = 0,
+    legend_title: str = "label",
 ) -> Figure:
     """Scatter plot of a 2-D projection, coloured by label, with each label's centroid marked.
 
@@ -111,6 +112,7 @@ def projection_figure(
         title: Figure title.
         random_state: Seed of the drawing order (points are drawn shuffled, so no label is
             hidden under another just because it comes later).
+        legend_title: Title of the legend (the column the colours show).
 
     Returns:
         The figure.
@@ -182,7 +184,7 @@ def projection_figure(
                 label="centroid",
             )
         )
-        _legend_outside(ax, handles, "label")
+        _legend_outside(ax, handles, legend_title)
     ax.set_title(title)
     ax.set_xlabel(proj.xlabel)
     ax.set_ylabel(proj.ylabel)
