@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latentdiag.data.base import Subset
 from reference_models import distributed
 from reference_models.base import ReferenceVAE
 from reference_models.data import TrainingData
@@ -150,6 +151,13 @@ def write_heldout_latents(
     spec = data.spec
     has_labels = bool(spec.label_names) and bool((meta["labels"] >= 0).all())
     has_factors = bool(spec.factor_names) and meta["factors"] is not None
+    # The data's metadata columns come along, indexed by each held-out row's item index.
+    ds = data.dataset
+    columns = dict(ds.columns or {})
+    rows = data.heldout_idx
+    if isinstance(ds, Subset):
+        rows = ds.indices[rows]
+    label_key = ds.label_key if has_labels and ds.label_key in columns else None
     with LatentWriter(
         path,
         latent_dim=model.latent_dim,
@@ -160,6 +168,8 @@ def write_heldout_latents(
         partitions={k: list(v) for k, v in model.partitions().items()},
         provenance=provenance,
         overwrite=True,
+        columns=list(columns.values()),
+        label_key=label_key,
     ) as writer:
         block = 65536
         for start in range(0, n, block):
@@ -167,8 +177,9 @@ def write_heldout_latents(
             writer.append(
                 result.mu[sl],
                 logvar=result.logvar[sl],
-                labels=meta["labels"][sl] if has_labels else None,
+                labels=meta["labels"][sl] if has_labels and label_key is None else None,
                 factors=meta["factors"][sl] if has_factors else None,
                 sample_ids=meta["sample_ids"][sl],
+                columns={name: col.values[rows[sl]] for name, col in columns.items()},
             )
     return Path(path)

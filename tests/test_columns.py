@@ -372,3 +372,19 @@ def test_open_latents_picks_the_reader(tmp_path: Path) -> None:
     p = _write(tmp_path / "z.h5")
     with open_latents(p) as s:
         assert isinstance(s, LatentStore)
+
+
+def test_projector_metadata_has_every_column(tmp_path: Path) -> None:
+    from latentdiag.report import build_report
+
+    cells = _cells()
+    cells["cell_type"] = cells["cell_type"].astype(object)
+    cells["cell_type"][0] = None  # a gap: an empty cell, not "None"
+    p = _write(tmp_path / "z.h5", columns=cells)
+    result = build_report([p], tmp_path / "r", projection=[], export_projector=True)
+    meta = next(f for f in result.projector if f.name.endswith("metadata.tsv"))
+    lines = meta.read_text().splitlines()
+    assert lines[0] == "label\tsample_id\trow\tcell_type\tdonor\tn_counts\tdoublet"
+    rows = {int(line.split("\t")[2]): line.split("\t") for line in lines[1:]}
+    assert rows[0][3] == ""
+    assert rows[1][3] == str(cells["cell_type"][1]) and rows[1][4] == str(cells["donor"][1])

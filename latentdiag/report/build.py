@@ -317,6 +317,8 @@ def _projector_files(store: LatentSource, seed: int) -> tuple[str, str]:
         labels=labels,
         label_names=store.label_names,
         sample_ids=store.sample_ids,
+        # The label is the first metadata column already.
+        columns={k: c for k, c in store.columns.items() if k != store.label_key},
     )
 
 
