@@ -61,6 +61,9 @@ class DataConfig:
     labels: str = ""  # labels file (.npy or .csv) for an .npy image stack; "" = none
     images_key: str = ""  # .npz key or HDF5 dataset path of the images; "" = found by name
     labels_key: str = ""  # .npz key or HDF5 dataset path of the labels; "" = found by name
+    # The metadata column that is the label (a column of a CSV labels file, a folder level such
+    # as level2); "" = the source's default label. Older run configs lack it and get "".
+    label_key: str = ""
     n: int = 0  # images to use, a seeded random subset; 0 = all (synthetic: 10000 generated)
     size: int = 32  # H == W the images are resized to: a power of two from 16 to 256
     channels: int = 1  # 1 (grey) or 3 (RGB)

@@ -55,6 +55,7 @@ def open_source(cfg: DataConfig, *, seed: int) -> ImageDataset:
         labels=cfg.labels or None,
         images_key=cfg.images_key or None,
         labels_key=cfg.labels_key or None,
+        label_key=cfg.label_key or None,
     )
 
 

@@ -111,9 +111,16 @@ def test_synth_into_an_existing_folder_name(runner: CliRunner, tmp_path: Path) -
             "synthetic",
             ["--n", "40", "--size", "64", "--channels", "3"],
             4,
-            "40 images 3×64×64, 4 labels (chest_xray, oct, pathology, dermatoscopy), 8 factors",
+            "40 images 3×64×64, 4 labels (chest_xray, oct, pathology, dermatoscopy), 8 factors; "
+            "columns: modality (categorical, 4); label: modality",
         ),
-        ("digits", ["--n", "300"], 10, "300 images 1×8×8, 10 labels (0, 1, 2, 3, 4, 5, …)"),
+        (
+            "digits",
+            ["--n", "300"],
+            10,
+            "300 images 1×8×8, 10 labels (0, 1, 2, 3, 4, 5, …); columns: digit (categorical, 10); "
+            "label: digit",
+        ),
     ],
 )
 def test_preview_builtin(

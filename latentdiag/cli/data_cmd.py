@@ -16,8 +16,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def data_source_options(f: F) -> F:
     """Options that say how to read a DATA argument (``--size``, ``--channels``, ``--split``,
-    ``--labels``, ``--images-key``, ``--labels-key``, ``--n``, ``--strict``); they map one to
-    one onto :func:`latentdiag.data.open_dataset`."""
+    ``--labels``, ``--label-key``, ``--images-key``, ``--labels-key``, ``--n``, ``--strict``);
+    they map one to one onto :func:`latentdiag.data.open_dataset`."""
     options = [
         click.option(
             "--size",
@@ -39,6 +39,14 @@ def data_source_options(f: F) -> F:
             "labels_file",
             default=None,
             help="Labels file (.npy or .csv) for .npz / .npy / HDF5 images.",
+        ),
+        click.option(
+            "--label-key",
+            metavar="COL",
+            default=None,
+            help="The metadata column that is the label (CSV labels with several columns, a "
+            "folder level); default: the CSV column named label/class/... else its last, a "
+            "folder's first level.",
         ),
         click.option(
             "--images-key", default=None, help="Images array: .npz key or HDF5 dataset path."
@@ -94,9 +102,11 @@ def data_group() -> None:
 
     \b
     Data sources (the DATA of embed, train and preview):
-      images/            a folder with one subfolder per label (PNG, JPEG, TIFF, BMP)
+      images/            a folder with one subfolder per label (PNG, JPEG, TIFF, BMP);
+                         deeper subfolders are columns level2, level3, ...
       pneumonia.npz      MedMNIST layout (train_images, ...; --split) or images/labels
-      images.npy         with --labels labels.npy|labels.csv
+      images.npy         with --labels labels.npy|labels.csv (every CSV column is read;
+                         --label-key COL chooses the label)
       data.h5            --images-key / --labels-key name the datasets when ambiguous
       synthetic          the built-in pseudo-modalities (chest X-ray, OCT, pathology, derm)
       digits             scikit-learn's 8×8 digits
@@ -155,11 +165,14 @@ def preview_command(source: str, out: str, per_label: int, seed: int, **options:
     """Draw a grid of example images from SOURCE, one row per label.
 
     SOURCE is any data source: a folder, an .npz, .npy or .h5 file, `synthetic` or `digits`.
+    Prints what the data holds, with its metadata columns (name, kind, categories) and the
+    one that is the label (--label-key chooses another).
 
     \b
     Examples:
       latentdiag data preview synthetic --size 64 --channels 3 -o grid.png
       latentdiag data preview pneumoniamnist.npz --split test -o grid.png
+      latentdiag data preview scans/ --label-key level2 -o grid.png
     """
     from latentdiag.data import save_preview
     from latentdiag.data.sources import describe

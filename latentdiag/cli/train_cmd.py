@@ -26,6 +26,12 @@ _MODELS = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
     type=int,
     help="Images to use; 0 = all (default; synthetic: 10000).",
 )
+@click.option(
+    "--label-key",
+    metavar="COL",
+    help="The metadata column that is the label (CSV labels with several columns, a folder "
+    "level); default: the data's own label.",
+)
 @click.option("--seed", type=int, help="Random seed (default 0): same seed, same run.")
 @device_option
 @click.option(
@@ -55,6 +61,7 @@ def train_command(
     size,
     channels,
     n_images,
+    label_key,
     seed,
     device,
     out,
@@ -96,6 +103,7 @@ def train_command(
         "data.size": size,
         "data.channels": channels,
         "data.n": n_images,
+        "data.label_key": label_key,
         "train.seed": seed,
         "train.device": None if device == "auto" and resume else device,
     }

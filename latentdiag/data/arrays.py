@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.columns import Column
 from latentdiag.data._common import RowIds, warn
 from latentdiag.data.base import UNLABELED, ArrayDataset, ImageDataset
 from latentdiag.data.convert import (
@@ -27,7 +28,7 @@ from latentdiag.data.convert import (
     native_size,
     value_scale,
 )
-from latentdiag.data.labels import check_labels, read_labels_file
+from latentdiag.data.labels import LabelTable, read_labels_file, settle_labels
 from latentdiag.errors import DataError
 
 __all__ = ["IN_MEMORY_BYTES", "LazyArrayDataset", "open_hdf5", "open_npy", "open_npz"]
@@ -65,11 +66,13 @@ def build_array_dataset(
     where: str,
     id_prefix: str,
     source: str,
-    labels: np.ndarray | None = None,
+    labels: np.ndarray | LabelTable | None = None,
     label_names: Sequence[str] | None = None,
     factors: np.ndarray | None = None,
     factor_names: Sequence[str] | None = None,
     reopen: ArrayRef | None = None,
+    label_key: str | None = None,
+    label_column: str = "label",
 ) -> ImageDataset:
     """Check an image stack with its labels and factors and make a dataset of it.
 
@@ -79,12 +82,15 @@ def build_array_dataset(
         where: The source for messages (``"x.npz:train_images"``).
         id_prefix: Prefix of sample ids.
         source: Description recorded in provenance.
-        labels: Labels as stored (checked here), or None.
+        labels: Labels as stored (checked here), a labels table read from a CSV, or None.
         label_names: Names stored with them, or None.
         factors: (N, f) factors, or None.
         factor_names: Their names, or None.
         reopen: How to open ``images`` again in another process; None when ``images`` is in
             memory. With it, data bigger than :data:`IN_MEMORY_BYTES` is read row by row.
+        label_key: The column the labels come from (see
+            :func:`~latentdiag.data.labels.settle_labels`); None for the default.
+        label_column: The name of the column stored labels become (``label``, ``digit``).
 
     Raises:
         DataError: Anything about the arrays a user must fix.
@@ -96,9 +102,15 @@ def build_array_dataset(
         raise DataError(f"{where}: holds no images (shape {shape}); expected at least one.")
     if min(shape[1:3] if layout != "NCHW" else shape[2:4]) < 1:
         raise DataError(f"{where}: images of shape {shape} are empty.")
-    names: list[str] | None = None
-    if labels is not None:
-        labels, names = check_labels(labels, n_images=total, label_names=label_names, where=where)
+    settled = settle_labels(
+        labels,
+        n_images=total,
+        label_names=label_names,
+        where=where,
+        label_key=label_key,
+        label_column=label_column,
+    )
+    names = settled.label_names
     fac: np.ndarray | None = None
     if factors is not None:
         fac = np.asarray(factors, dtype=np.float32)
@@ -119,7 +131,11 @@ def build_array_dataset(
     rows = _choose_rows(total, opts.n, opts.seed, where)
     n_rows = total if rows is None else int(rows.size)
     row_bytes = int(np.prod(shape[1:])) * np.dtype(images.dtype).itemsize
-    sel_labels = None if labels is None else (labels if rows is None else labels[rows])
+    lab = settled.labels
+    sel_labels = None if lab is None else (lab if rows is None else lab[rows])
+    columns = settled.columns
+    if columns is not None and rows is not None:
+        columns = {name: col.take(rows) for name, col in columns.items()}
     sel_factors = None if fac is None else (fac if rows is None else fac[rows])
     ids = RowIds(id_prefix, None if rows is None else rows.tolist(), n_rows)
 
@@ -148,6 +164,8 @@ def build_array_dataset(
             factor_names=factor_names,
             sample_ids=ids,
             source=source,
+            columns=columns,
+            label_key=settled.label_key,
         )
     first = rows[:_SCALE_SAMPLE] if rows is not None else slice(0, _SCALE_SAMPLE)
     scale = value_scale(images.dtype, np.asarray(images[first]), where)
@@ -165,6 +183,8 @@ def build_array_dataset(
         channels=channels,
         size=size,
         source=source,
+        columns=columns,
+        label_key=settled.label_key,
     )
 
 
@@ -209,6 +229,8 @@ class LazyArrayDataset(ImageDataset):
         channels: int,
         size: int,
         source: str,
+        columns: dict[str, Column] | None = None,
+        label_key: str | None = None,
     ) -> None:
         self.ref = ref
         self.layout = layout
@@ -224,6 +246,8 @@ class LazyArrayDataset(ImageDataset):
         self.channels = channels
         self.size = size
         self.source = source
+        self.columns = columns
+        self.label_key = label_key
         self._array: Any = None
         self._handle: Any = None
         self._pid = -1
@@ -277,6 +301,7 @@ def open_npz(
     images_key: str | None,
     labels_key: str | None,
     labels_file: str | None,
+    label_key: str | None = None,
 ) -> ImageDataset:
     """Open an ``.npz``: MedMNIST's ``{split}_images`` / ``{split}_labels``, or plain
     ``images`` / ``labels`` (plus ``label_names``, ``factors``, ``factor_names`` when present, as
@@ -331,7 +356,7 @@ def open_npz(
                 ) from exc
 
         images = get(img_key)
-        labels = get(lab_key) if lab_key in keys else None
+        labels: np.ndarray | LabelTable | None = get(lab_key) if lab_key in keys else None
         names = _str_list(get("label_names")) if "label_names" in keys else None
         fac_key = f"{prefix}factors" if f"{prefix}factors" in keys else None
         factors = get(fac_key) if fac_key else None
@@ -355,13 +380,16 @@ def open_npz(
         label_names=names,
         factors=factors,
         factor_names=fnames,
+        label_key=label_key,
     )
 
 
 # --------------------------------------------------------------------------- .npy
 
 
-def open_npy(path: str, *, opts: Options, labels_file: str | None) -> ImageDataset:
+def open_npy(
+    path: str, *, opts: Options, labels_file: str | None, label_key: str | None = None
+) -> ImageDataset:
     """Open an ``.npy`` image stack (memory-mapped) with an optional labels file.
 
     Raises:
@@ -382,6 +410,7 @@ def open_npy(path: str, *, opts: Options, labels_file: str | None) -> ImageDatas
         source=str(path),
         labels=labels,
         reopen=ArrayRef("npy", str(Path(path).resolve())),
+        label_key=label_key,
     )
 
 
@@ -396,6 +425,7 @@ def open_hdf5(
     images_key: str | None,
     labels_key: str | None,
     labels_file: str | None,
+    label_key: str | None = None,
 ) -> ImageDataset:
     """Open images (and labels, factors) from an HDF5 file.
 
@@ -455,9 +485,10 @@ def open_hdf5(
             None,
         )
         dset = f[img_key]
-        labels = None if lab_key is None else np.asarray(f[lab_key][...])
-        if labels is not None and labels.dtype.kind in "SO":
-            labels = np.array(_str_list(labels))
+        stored = None if lab_key is None else np.asarray(f[lab_key][...])
+        if stored is not None and stored.dtype.kind in "SO":
+            stored = np.array(_str_list(stored))
+        labels: np.ndarray | LabelTable | None = stored
         names = _attr_list(f, dset, "label_names", lab_key)
         factors = None if fac_key is None else np.asarray(f[fac_key][...])
         fnames = _attr_list(f, dset, "factor_names", fac_key)
@@ -476,6 +507,7 @@ def open_hdf5(
             factors=factors,
             factor_names=fnames,
             reopen=ArrayRef("hdf5", str(Path(path).resolve()), img_key),
+            label_key=label_key,
         )
 
 

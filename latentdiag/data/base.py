@@ -19,7 +19,7 @@ so ``embed`` writes every column into the latents file without collating strings
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,6 +112,8 @@ class ArrayDataset(ImageDataset):
         factor_names: Names of the factors (default f0, f1, ...).
         sample_ids: (N,) strings, or None for ``"{source}[{i}]"``.
         source: Description for provenance.
+        columns: Per-row metadata columns by name, each of N values, or None.
+        label_key: The column of ``columns`` the labels come from, or None.
     """
 
     def __init__(
@@ -124,6 +126,8 @@ class ArrayDataset(ImageDataset):
         factor_names: Sequence[str] | None = None,
         sample_ids: Sequence[str] | None = None,
         source: str = "arrays",
+        columns: Mapping[str, Column] | None = None,
+        label_key: str | None = None,
     ) -> None:
         if images.ndim != 4 or images.shape[2] != images.shape[3]:
             raise ValueError(f"images must be (N, C, S, S); got {images.shape}")
@@ -138,6 +142,14 @@ class ArrayDataset(ImageDataset):
             names = factor_names or [f"f{i}" for i in range(self.factors.shape[1])]
             self.factor_names = [str(n) for n in names]
         self.sample_ids = sample_ids
+        if columns is not None:
+            wrong = [c.name for c in columns.values() if len(c) != images.shape[0]]
+            if wrong:
+                raise ValueError(f"columns {wrong} do not have one value per image")
+            self.columns = dict(columns)
+        if label_key is not None and (self.columns is None or label_key not in self.columns):
+            raise ValueError(f"label_key {label_key!r} is not one of the columns")
+        self.label_key = label_key
         self.channels = int(images.shape[1])
         self.size = int(images.shape[2])
         self.source = source

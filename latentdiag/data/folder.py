@@ -1,5 +1,10 @@
 """The image-folder source: one subfolder per label, images decoded on demand.
 
+The first level of subfolders is the label (column ``label``); images nested deeper give columns
+``level2``, ``level3``... holding the names of their deeper folders
+(``root/oct/site_A/x.png``: label ``oct``, level2 ``site_A``), missing for images that lie
+less deep. ``label_key`` may make any of these columns the label.
+
 Opening a folder lists its files and reads each image's header (size and mode, a few hundred
 bytes); pixels are decoded only in ``__getitem__``, so a folder of 100,000 images streams
 through DataLoader workers instead of being loaded whole.
@@ -14,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.columns import Column, categorical_column, column_from_values
 from latentdiag.data._common import count, examples, natural_sorted, warn
 from latentdiag.data.base import UNLABELED, ImageDataset
 from latentdiag.data.convert import decode_image, mode_channels
+from latentdiag.data.labels import check_column_exists, choose_label_column
 from latentdiag.errors import DataError
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset", "open_folder"]
@@ -33,6 +40,9 @@ class FolderDataset(ImageDataset):
         labels: (N,) int64 label of each file, or None for an unlabelled folder.
         skipped: Counts of files left out: ``not_image``, ``unreadable``, ``no_label``.
         strict: A truncated image is an error instead of being decoded as far as it goes.
+        columns: ``label`` (the first folder level) and ``level2``, ``level3``... (deeper
+            folders; missing for files less deep), one value per file; None when unlabelled.
+        label_key: The column the labels come from, or None when unlabelled.
     """
 
     def __init__(
@@ -46,6 +56,8 @@ class FolderDataset(ImageDataset):
         size: int,
         skipped: dict[str, int],
         strict: bool = False,
+        columns: dict[str, Column] | None = None,
+        label_key: str | None = None,
     ) -> None:
         self.root = root
         self.paths = list(paths)
@@ -56,6 +68,8 @@ class FolderDataset(ImageDataset):
         self.skipped = skipped
         self.strict = strict
         self.source = root
+        self.columns = columns
+        self.label_key = label_key
         self._no_factors = np.zeros(0, dtype=np.float32)
 
     def __len__(self) -> int:
@@ -114,10 +128,17 @@ def _header(path: str) -> tuple[int, int, str]:
 
 
 def open_folder(
-    path: str, *, size: int | None, channels: int | None, n: int | None, seed: int, strict: bool
+    path: str,
+    *,
+    size: int | None,
+    channels: int | None,
+    n: int | None,
+    seed: int,
+    strict: bool,
+    label_key: str | None = None,
 ) -> FolderDataset:
     """List an image folder: labels from subfolder names (sorted naturally), or no labels when
-    the images lie directly in it.
+    the images lie directly in it; deeper subfolders give columns ``level2``, ``level3``...
 
     Args:
         path: The folder.
@@ -126,9 +147,12 @@ def open_folder(
         n: Keep a random subset of this many images (chosen with ``seed``); None for all.
         seed: Seed of the subset.
         strict: Stop at the first unreadable image instead of skipping it.
+        label_key: The column that is the label (``label``, ``level2``...); None for
+            ``label``, the first level.
 
     Raises:
-        DataError: The folder is empty, holds no images, or (``strict``) an unreadable one.
+        DataError: The folder is empty, holds no images, or (``strict``) an unreadable one;
+            ``label_key`` names no column (the message lists them) or one with missing values.
     """
     root = os.path.normpath(path)
     try:
@@ -239,6 +263,15 @@ def open_folder(
         if present.size < len(label_names):  # a subset or the skips emptied a label
             label_names = [label_names[i] for i in present]
             labels = np.searchsorted(present, labels).astype(np.int64)
+    columns = None if label_names is None else _level_columns(rel, labels, label_names)
+    key = None if columns is None else "label"
+    if label_key is not None:
+        check_column_exists(columns or {}, label_key, where=root)
+        assert columns is not None
+        if label_key != "label":
+            labels, label_names = choose_label_column(columns, label_key, where=root)
+            columns[label_key] = categorical_column(label_key, labels, label_names)
+        key = label_key
     return FolderDataset(
         root,
         rel,
@@ -248,7 +281,26 @@ def open_folder(
         size=out_size,
         skipped=skipped,
         strict=strict,
+        columns=columns,
+        label_key=key,
     )
+
+
+def _level_columns(rel: list[str], labels: np.ndarray, names: list[str]) -> dict[str, Column]:
+    """``label`` and one column per deeper folder level that some file lies in.
+
+    Args:
+        rel: Each file's path relative to the root, ``/``-separated, the label folder first.
+        labels: (N,) the first level's codes.
+        names: The first level's names.
+    """
+    folders = [p.split("/")[1:-1] for p in rel]  # below the label folder, without the file
+    columns = {"label": categorical_column("label", labels, names)}
+    for depth in range(max(map(len, folders), default=0)):
+        name = f"level{depth + 2}"
+        values = np.array([f[depth] if len(f) > depth else None for f in folders], dtype=object)
+        columns[name] = column_from_values(name, values)
+    return columns
 
 
 def _reason(exc: BaseException, path: str) -> str:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from latentdiag.columns import categorical_column, describe_columns
 from latentdiag.data._common import count
 from latentdiag.data.arrays import Options, build_array_dataset, open_hdf5, open_npy, open_npz
 from latentdiag.data.base import ArrayDataset, ImageDataset
 from latentdiag.data.folder import open_folder
+from latentdiag.data.labels import check_column_exists
 from latentdiag.errors import DataError
 
 __all__ = ["BUILTIN_SOURCES", "SYNTHETIC_DEFAULT_N", "describe", "open_dataset"]
@@ -32,6 +34,7 @@ def open_dataset(
     n: int | None = None,
     seed: int = 0,
     strict: bool = False,
+    label_key: str | None = None,
 ) -> ImageDataset:
     """Open any data source as an :class:`~latentdiag.data.base.ImageDataset`.
 
@@ -51,6 +54,11 @@ def open_dataset(
             subset of ``n`` images chosen with ``seed``, kept in source order.
         seed: Seed of the synthetic data or of the subset.
         strict: Folders: an unreadable image is an error instead of being skipped.
+        label_key: The metadata column that is the label: a column of a CSV labels file
+            (default: the one named ``label``, ``class``... or else the last), a folder level
+            (``label``, ``level2``...; default ``label``); ``modality`` (synthetic), ``digit``
+            (digits), ``label`` (stored labels). The dataset's ``labels``, ``label_names`` and
+            ``label_key`` then follow that column; a numeric one is grouped by value.
 
     Returns:
         A dataset whose items follow the :mod:`latentdiag.data.base` contract; picklable, so a
@@ -58,7 +66,9 @@ def open_dataset(
 
     Raises:
         DataError: The source is missing, of an unknown kind, or inconsistent; the message
-            says what was expected and what was found.
+            says what was expected and what was found. ``label_key`` names no column (the
+            message lists the columns there are), a column with missing values, or a numeric
+            one with more than 50 distinct values.
     """
     if size is not None and not 1 <= size <= 4096:
         raise DataError(f"image size must be 1 … 4096 pixels; got {size}.")
@@ -74,7 +84,9 @@ def open_dataset(
 
     if not path.exists() and src.lower() in BUILTIN_SOURCES:
         _only_for_files(src, labels=labels, images_key=images_key, labels_key=labels_key)
-        return _synthetic(opts) if src.lower() == "synthetic" else _digits(opts)
+        if src.lower() == "synthetic":
+            return _synthetic(opts, label_key=label_key)
+        return _digits(opts, label_key=label_key)
     if not path.exists():
         raise DataError(
             f"data source {src} does not exist; expected an image folder, an .npz, .npy or .h5 "
@@ -86,7 +98,15 @@ def open_dataset(
                 f"{src} is a folder: its labels come from its subfolder names; --labels, "
                 "--images-key and --labels-key apply to .npz, .npy and HDF5 files."
             )
-        return open_folder(str(path), size=size, channels=channels, n=n, seed=seed, strict=strict)
+        return open_folder(
+            str(path),
+            size=size,
+            channels=channels,
+            n=n,
+            seed=seed,
+            strict=strict,
+            label_key=label_key,
+        )
 
     kind = _SUFFIX_KIND.get(path.suffix.lower()) or _sniff(path)
     if kind == "npz":
@@ -97,6 +117,7 @@ def open_dataset(
             images_key=images_key,
             labels_key=labels_key,
             labels_file=labels,
+            label_key=label_key,
         )
     if kind == "npy":
         if images_key is not None or labels_key is not None:
@@ -104,7 +125,7 @@ def open_dataset(
                 f"{src} is a single .npy array: --images-key / --labels-key apply to .npz and "
                 "HDF5; give labels with --labels FILE."
             )
-        return open_npy(str(path), opts=opts, labels_file=labels)
+        return open_npy(str(path), opts=opts, labels_file=labels, label_key=label_key)
     if kind == "hdf5":
         return open_hdf5(
             str(path),
@@ -113,6 +134,7 @@ def open_dataset(
             images_key=images_key,
             labels_key=labels_key,
             labels_file=labels,
+            label_key=label_key,
         )
     raise DataError(
         f"cannot tell what kind of data {src} is (suffix {path.suffix or 'none'}); expected an "
@@ -140,25 +162,33 @@ def _sniff(path: Path) -> str | None:
     return next((kind for magic, kind in _MAGIC_KIND.items() if head.startswith(magic)), None)
 
 
-def _synthetic(opts: Options) -> ImageDataset:
+def _synthetic(opts: Options, *, label_key: str | None) -> ImageDataset:
+    """The pseudo-modalities; one column, ``modality``, the label."""
     from latentdiag.data.synthetic import generate_synthetic
 
     n = opts.n or SYNTHETIC_DEFAULT_N
     size = opts.size or 32
     channels = opts.channels or 1
+    source = f"synthetic(n={n}, size={size}, channels={channels}, seed={opts.seed})"
     data = generate_synthetic(n, size=size, channels=channels, seed=opts.seed)
+    columns = {"modality": categorical_column("modality", data.labels, data.label_names)}
+    if label_key is not None:
+        check_column_exists(columns, label_key, where="the synthetic data")
     return ArrayDataset(
         data.images,
         labels=data.labels,
         label_names=data.label_names,
         factors=data.factors,
         factor_names=data.factor_names,
-        source=f"synthetic(n={n}, size={size}, channels={channels}, seed={opts.seed})",
+        source=source,
+        columns=columns,
+        label_key="modality",
     )
 
 
-def _digits(opts: Options) -> ImageDataset:
-    """scikit-learn's 8×8 handwritten digits (1,797 images, values 0..16), shipped with it."""
+def _digits(opts: Options, *, label_key: str | None) -> ImageDataset:
+    """scikit-learn's 8×8 handwritten digits (1,797 images, values 0..16), shipped with it;
+    one column, ``digit``, the label."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -171,15 +201,22 @@ def _digits(opts: Options) -> ImageDataset:
         source="digits",
         labels=np.asarray(bunch.target, dtype=np.int64),
         label_names=[str(int(t)) for t in bunch.target_names],
+        label_column="digit",
+        label_key=label_key,
     )
 
 
 def describe(ds: ImageDataset) -> str:
-    """One line about a dataset: count, shape, labels, factors."""
+    """One line about a dataset: count, shape, labels, factors, and its columns (name, kind,
+    categories: ``columns: label (categorical, 2), level2 (categorical, 3)``)."""
     parts = [f"{count(len(ds), 'image')} {ds.channels}×{ds.size}×{ds.size}"]
     if ds.label_names is not None:
         names = ", ".join(ds.label_names[:6]) + (", …" if len(ds.label_names) > 6 else "")
         parts.append(f"{count(len(ds.label_names), 'label')} ({names})")
     if ds.factor_names is not None:
         parts.append(count(len(ds.factor_names), "factor"))
-    return ", ".join(parts)
+    text = ", ".join(parts)
+    if ds.columns:
+        label = f"; label: {ds.label_key}" if ds.label_key else ""
+        text += f"; columns: {describe_columns(ds.columns)}{label}"
+    return text
