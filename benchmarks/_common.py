@@ -92,3 +92,19 @@ def load_note() -> str:
 
 def mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:,.1f} MiB"
+
+
+def yardstick(repeats: int = 3) -> float:
+    """Seconds scikit-learn's exact silhouette takes on 10,000 × 16 here (best of ``repeats``).
+
+    Machines differ by 2× or more, so each benchmark divides its times by this one, measured in
+    the same run: a figure in yardsticks means the same on a laptop and on a build server.
+    """
+    import numpy as np
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10_000, 16)).astype(np.float32)
+    labels = rng.integers(0, 4, 10_000)
+    seconds, _ = best_of(lambda: silhouette_score(x, labels), repeats)
+    return seconds

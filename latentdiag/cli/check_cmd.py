@@ -15,7 +15,7 @@ from latentdiag.cli._common import (
     latents_options,
     seed_option,
 )
-from latentdiag.cli.metrics_cmd import progress_bar, sample_option
+from latentdiag.cli.metrics_cmd import exhaustive_option, progress_bar, sample_option
 
 
 def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
@@ -47,6 +47,7 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 )
 @json_option
 @sample_option
+@exhaustive_option
 @seed_option
 @device_option
 def check_command(
@@ -60,6 +61,7 @@ def check_command(
     logvar_obsm: str | None,
     as_json: bool,
     sample: int | None,
+    exhaustive: bool,
     seed: int,
     device: str,
 ):
@@ -111,6 +113,7 @@ def check_command(
                 seed=seed,
                 device=device,
                 progress=progress,
+                exhaustive=exhaustive,
             )
     results = check_requirements(metrics, reqs)
     passed = all(r.passed for r in results)

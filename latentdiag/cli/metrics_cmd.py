@@ -20,6 +20,17 @@ from latentdiag.cli._common import (
 )
 
 
+def exhaustive_option(f: Any) -> Any:
+    """``--exhaustive``: every metric on every dimension, however long it takes."""
+    return click.option(
+        "--exhaustive",
+        is_flag=True,
+        help="Compute every metric on every dimension, however long it takes. By default wide "
+        "latents (over 256 dims) stay fast: probes on fewer rows, posterior TC on the 64 most "
+        "active dims, DCI and discrete SAP skipped (each one said in the output).",
+    )(f)
+
+
 def sample_option(f: Any) -> Any:
     """``--sample N``: estimate the silhouette from N stratified rows, with a CI."""
     return click.option(
@@ -37,6 +48,7 @@ def sample_option(f: Any) -> Any:
 @latents_options
 @json_option
 @sample_option
+@exhaustive_option
 @seed_option
 @device_option
 def metrics_command(
@@ -47,6 +59,7 @@ def metrics_command(
     logvar_obsm: str | None,
     as_json: bool,
     sample: int | None,
+    exhaustive: bool,
     seed: int,
     device: str,
 ):
@@ -79,6 +92,7 @@ def metrics_command(
             seed=seed,
             device=device,
             progress=progress,
+            exhaustive=exhaustive,
         )
     if as_json:
         echo_json(result)
@@ -154,6 +168,47 @@ _DISENTANGLEMENT = [
 ]
 
 
+_PER_DIM = [
+    ("mi_per_dim", "I(z;label) nats"),
+    ("mi_per_dim_normalized", "÷ H(label)"),
+    ("kl_per_dim", "KL nats"),
+    ("active_units_mask", "active"),
+]
+# Up to this many dimensions the per-dimension table lists them all; wider latents show the
+# top and bottom ones (the JSON always holds every dimension).
+ALL_DIMS_UP_TO = 32
+_TOP, _BOTTOM = 10, 5
+
+
+def _per_dim_table(info: dict[str, Any], present: list[tuple[str, str]], d: int) -> Any:
+    """Every dimension, or for wide latents the 10 that carry the most and the 5 the least."""
+    from rich.table import Table
+
+    order = list(range(d))
+    title = "per dimension"
+    if d > ALL_DIMS_UP_TO:
+        key = next(k for k in ("mi_per_dim", "kl_per_dim", "active_units_mask") if k in info)
+        ranked = sorted(order, key=lambda j: -float(info[key][j]))
+        order = ranked[:_TOP] + ranked[-_BOTTOM:]
+        what = "I(z;label)" if key == "mi_per_dim" else ("KL" if key == "kl_per_dim" else key)
+        title = f"per dimension: the {_TOP} with the most {what} and the {_BOTTOM} with the least"
+    dims = Table(title=title, title_justify="left")
+    dims.add_column("dim", justify="right")
+    for _, heading in present:
+        dims.add_column(heading, justify="right")
+    for i, j in enumerate(order):
+        if d > ALL_DIMS_UP_TO and i == _TOP:
+            dims.add_row("…", *["…" for _ in present])
+        dims.add_row(str(j), *[_fmt(info[k][j]) for k, _ in present])
+    if d > ALL_DIMS_UP_TO:
+        dims.caption = (
+            f"{d - len(order):,} more dimensions: --json lists all {d:,} "
+            f"({', '.join('information.' + k for k, _ in present)})."
+        )
+        dims.caption_justify = "left"
+    return dims
+
+
 def _get(d: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(d, dict) or part not in d:
@@ -222,6 +277,8 @@ def render(result: dict[str, Any]) -> None:
         labels.add_column("silhouette", justify="right")
         names = sep.get("centroid_distance", {}).get("labels") or list(sep["silhouette_per_label"])
         matrix = sep.get("centroid_distance", {}).get("matrix")
+        if matrix is not None and len(matrix) > 12:
+            matrix = None  # a wide matrix does not fit a terminal; --json holds it
         for name in names:
             labels.add_column(f"d({name})", justify="right") if matrix else None
         for i, name in enumerate(names):
@@ -236,21 +293,9 @@ def render(result: dict[str, Any]) -> None:
     info = result.get("information")
     if info:
         out.print(_section_table("information", info, _INFORMATION))
-        dims = Table(title="per dimension", title_justify="left")
-        columns = [
-            ("mi_per_dim", "I(z;label) nats"),
-            ("mi_per_dim_normalized", "÷ H(label)"),
-            ("kl_per_dim", "KL nats"),
-            ("active_units_mask", "active"),
-        ]
-        present = [(k, t) for k, t in columns if k in info]
-        dims.add_column("dim", justify="right")
-        for _, title in present:
-            dims.add_column(title, justify="right")
-        for j in range(result["latent_dim"]):
-            dims.add_row(str(j), *[_fmt(info[k][j]) for k, _ in present])
+        present = [(k, t) for k, t in _PER_DIM if k in info]
         if present:
-            out.print(dims)
+            out.print(_per_dim_table(info, present, result["latent_dim"]))
     dis = result.get("disentanglement")
     if dis:
         out.print(_section_table("disentanglement", dis, _DISENTANGLEMENT))
@@ -294,9 +339,16 @@ def render(result: dict[str, Any]) -> None:
         for name, leak in leakage.items():
             table.add_row(name, *[_fmt(leak.get(k)) for k in shown])
         out.print(table)
+    if result.get("notes"):
+        table = Table(title="notes: how some metrics were computed", title_justify="left")
+        table.add_column("metric", overflow="fold")
+        table.add_column("note", overflow="fold")
+        for entry in result["notes"]:
+            table.add_row(entry["metric"], entry["note"])
+        out.print(table)
     if result.get("skipped"):
         table = Table(title="skipped", title_justify="left")
-        table.add_column("metric")
+        table.add_column("metric", overflow="fold")
         table.add_column("reason", overflow="fold")
         for entry in result["skipped"]:
             table.add_row(entry.get("metric") or entry.get("section", ""), entry["reason"])

@@ -15,7 +15,7 @@ from latentdiag.cli._common import (
     out_option,
     seed_option,
 )
-from latentdiag.cli.metrics_cmd import sample_option
+from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
 
 
 @click.command("report")
@@ -42,6 +42,7 @@ from latentdiag.cli.metrics_cmd import sample_option
     help="Rows of the stratified sample that projections and silhouette bars are drawn on.",
 )
 @sample_option
+@exhaustive_option
 @click.option(
     "--require",
     multiple=True,
@@ -68,6 +69,7 @@ def report_command(
     projections,
     plot_sample,
     sample,
+    exhaustive,
     require,
     export_projector,
     seed,
@@ -115,6 +117,7 @@ def report_command(
         batch_key=batch_key,
         obsm=obsm,
         logvar_obsm=logvar_obsm,
+        exhaustive=exhaustive,
     )
     if as_json:
         echo_json(_as_dict(result))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.errors import MetricInputError
 from latentdiag.metrics import centroids, clustering, information, probes, silhouette
 
 # k-NN and linear probes run on a stratified subset of at most this many rows: their
@@ -22,10 +23,31 @@ DISENTANGLEMENT_MAX_TRAIN = 5000
 DISENTANGLEMENT_MAX_TEST = 2500
 # Budget of the full-data posterior TC: n_z · n · d evaluations of a log-density.
 POSTERIOR_TC_BUDGET = 3.2e8
+# The cost model for wide latents. A k-NN probe costs rows² · d: its rows are capped so that
+# it never costs more than 20,000 rows of 32 dimensions (a few seconds). Above WIDE_DIMS
+# dimensions, the estimators whose cost grows with d times a model fit (DCI's forests, the
+# discrete SAP's per-pair classifiers) are skipped with the reason, and the posterior TC runs
+# on the WIDE_TC_DIMS most active dimensions (a lower bound of the whole space's TC), unless
+# ``exhaustive`` asks for everything.
+PROBE_NN_BUDGET = PROBE_MAX_SAMPLES**2 * 32
+WIDE_DIMS = 256
+WIDE_TC_DIMS = 64
 
 
 def _float_list(a: np.ndarray) -> list[float]:
     return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
+
+
+def probe_rows(d: int) -> int:
+    """Rows the probes run on for ``d`` dimensions: PROBE_MAX_SAMPLES, fewer for wide latents."""
+    return int(max(2000, min(PROBE_MAX_SAMPLES, (PROBE_NN_BUDGET / max(1, d)) ** 0.5)))
+
+
+def _wide_skip(what: str, d: int, how: str) -> str:
+    return (
+        f"{what} is not computed on {d:,} dimensions (more than {WIDE_DIMS}): {how}; pass "
+        "--exhaustive to compute it anyway"
+    )
 
 
 def metric_step(
@@ -40,13 +62,17 @@ def metric_step(
     sample: int | None,
     seed: int,
     device: str,
+    exhaustive: bool = False,
 ) -> Callable[[Callable[[float], None]], Any] | str:
     """The computation of one metric, or the reason it cannot run on this data.
 
     Returns a function of a progress callback (fraction done of this metric) that returns the
     metric's value, or a dict of its value and the keys written beside it; or a string saying
-    why the metric cannot run (no labels, no logvar).
+    why the metric cannot run (no labels, no logvar, too costly for wide latents without
+    ``exhaustive``).
     """
+    n, d = mu.shape
+    wide = d > WIDE_DIMS and not exhaustive
     if section == "separation":
         assert labels is not None
         y = labels
@@ -76,17 +102,29 @@ def metric_step(
             return lambda _p: clustering.davies_bouldin_score(mu, y)
         if key == "calinski_harabasz":
             return lambda _p: clustering.calinski_harabasz_score(mu, y)
+        rows = PROBE_MAX_SAMPLES if exhaustive else probe_rows(d)
+        capped = (
+            [f"on a stratified subset of {rows:,} of {n:,} rows: for {d:,} dimensions the probes' "
+             "cost is capped at that of 20,000 rows of 32 (pass --exhaustive for 20,000)"]
+            if n > rows and rows < PROBE_MAX_SAMPLES
+            else []
+        )  # fmt: skip
         if key == "knn_accuracy":
-            return lambda _p: probes.knn_accuracy(
-                mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
-            )
+
+            def knn(_p: Callable[[float], None]) -> dict[str, Any]:
+                acc = probes.knn_accuracy(mu, y, max_samples=rows, random_state=seed)
+                return {"knn_accuracy": acc, "_notes": capped}
+
+            return knn
         if key == "linear_probe_accuracy":
 
             def probe(_p: Callable[[float], None]) -> dict[str, Any]:
-                acc = probes.linear_probe_accuracy(
-                    mu, y, max_samples=PROBE_MAX_SAMPLES, random_state=seed
-                )
-                return {"linear_probe_accuracy": acc, "chance_accuracy": probes.chance_accuracy(y)}
+                acc = probes.linear_probe_accuracy(mu, y, max_samples=rows, random_state=seed)
+                return {
+                    "linear_probe_accuracy": acc,
+                    "chance_accuracy": probes.chance_accuracy(y),
+                    "_notes": capped,
+                }
 
             return probe
     if section == "information":
@@ -107,11 +145,26 @@ def metric_step(
 
             return mi
         if key == "gaussian_total_correlation":
+            dropped = information.zero_variance_dims(mu)
+            live = d - len(dropped)
+            if live >= n:
+                return (
+                    f"the Gaussian total correlation needs more rows than varying dimensions "
+                    f"(here {n:,} rows, {live:,} dimensions): the covariance of so few rows is "
+                    "singular and its log-determinant undefined"
+                )
 
             def gtc(_p: Callable[[float], None]) -> dict[str, Any]:
+                value = information.gaussian_total_correlation(mu)
+                if not np.isfinite(value):
+                    raise MetricInputError(
+                        "the covariance of mu is singular: some dimensions are exact linear "
+                        "combinations of others, so the Gaussian total correlation is infinite; "
+                        "drop the redundant dimensions (or use a partition) to measure the rest"
+                    )
                 return {
-                    "gaussian_total_correlation": information.gaussian_total_correlation(mu),
-                    "gaussian_total_correlation_dropped_dims": information.zero_variance_dims(mu),
+                    "gaussian_total_correlation": value,
+                    "gaussian_total_correlation_dropped_dims": dropped,
                 }
 
             return gtc
@@ -120,17 +173,31 @@ def metric_step(
         if key == "posterior_total_correlation":
             assert logvar is not None
             lv = logvar
-            n, d = mu.shape
-            n_z = int(max(100, min(1000, POSTERIOR_TC_BUDGET // max(1, n * d))))
+            kept: np.ndarray | None = None
+            if wide:
+                # The most active dimensions (largest mean KL to the prior): TC over a subset
+                # of dimensions is a lower bound of the TC over all of them.
+                kl_dims = information.kl_per_dim(mu, lv)
+                kept = np.sort(np.argsort(-kl_dims, kind="stable")[:WIDE_TC_DIMS])
+            x, v = (mu, lv) if kept is None else (mu[:, kept], lv[:, kept])
+            n_z = int(max(100, min(1000, POSTERIOR_TC_BUDGET // max(1, n * x.shape[1]))))
 
             def ptc(_p: Callable[[float], None]) -> dict[str, Any]:
                 from latentdiag.metrics.posterior_tc import posterior_total_correlation
 
-                r = posterior_total_correlation(mu, lv, n_z=n_z, random_state=seed)
-                return {
+                r = posterior_total_correlation(x, v, n_z=n_z, random_state=seed)
+                out: dict[str, Any] = {
                     "posterior_total_correlation": r.value,
                     "posterior_total_correlation_estimators": r.to_dict(),
                 }
+                if kept is not None:
+                    out["posterior_total_correlation_dims"] = [int(j) for j in kept]
+                    out["_notes"] = [
+                        f"on the {kept.size} most active of {d:,} dimensions (largest KL to the "
+                        "prior), listed in posterior_total_correlation_dims: a lower bound of "
+                        "the TC of all of them (pass --exhaustive for every dimension)"
+                    ]
+                return out
 
             return ptc
         if key == "kl_per_dim":
@@ -160,6 +227,13 @@ def metric_step(
             from latentdiag.metrics.disentanglement.mig import mig
 
             return lambda _p: mig(mu, f)
+        if key == "dci" and wide:
+            return _wide_skip(
+                "DCI",
+                d,
+                "it fits a tree ensemble on every dimension for each factor (a minute or more), "
+                "and a subset of dimensions would change its importances",
+            )
         if key == "dci":
             from latentdiag.metrics.disentanglement.dci import dci
 
@@ -180,16 +254,27 @@ def metric_step(
             from latentdiag.metrics.disentanglement.sap import sap_score
 
             def sap(_p: Callable[[float], None]) -> dict[str, Any]:
-                return {
-                    "sap": sap_score(mu, f, continuous_factors=True),
-                    "sap_discrete": sap_score(
+                out: dict[str, Any] = {"sap": sap_score(mu, f, continuous_factors=True)}
+                if wide:  # the discrete SAP fits a classifier per (dimension, factor)
+                    out["_skipped"] = [
+                        (
+                            "sap_discrete",
+                            _wide_skip(
+                                "The discrete SAP",
+                                d,
+                                "it fits a classifier for every (dimension, factor) pair",
+                            ),
+                        )
+                    ]
+                else:
+                    out["sap_discrete"] = sap_score(
                         mu,
                         f,
                         continuous_factors=False,
                         max_samples=DISENTANGLEMENT_MAX_TRAIN,
                         random_state=seed,
-                    ),
-                }
+                    )
+                return out
 
             return sap
         if key == "modularity":

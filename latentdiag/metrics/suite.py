@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latentdiag.errors import MetricInputError
-from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, metric_step
+from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, WIDE_DIMS, metric_step
 from latentdiag.metrics._validation import check_factors, check_latents, check_logvar
 from latentdiag.partitions import check_partitions
 
@@ -71,10 +71,13 @@ _EXTRA_OUTPUTS: dict[str, tuple[str, ...]] = {
     "linear_probe_accuracy": ("chance_accuracy",),
     "mi_per_dim": ("mi_per_dim_normalized", "mi_sum", "label_entropy"),
     "gaussian_total_correlation": ("gaussian_total_correlation_dropped_dims",),
-    "posterior_total_correlation": ("posterior_total_correlation_estimators",),
     "kl_per_dim": ("kl_total",),
     "active_units": ("active_units_mask", "active_units_threshold"),
     "sap": ("sap_discrete",),
+    "posterior_total_correlation": (
+        "posterior_total_correlation_estimators",
+        "posterior_total_correlation_dims",
+    ),
 }
 # leakage.<name>.<key> comes from these metrics of partitions.<name>.
 _LEAKAGE_SOURCES = (
@@ -113,6 +116,7 @@ class _Run:
     total: float = 1.0
     done: float = 0.0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)
 
     def wanted(self, prefix: str, section: str, key: str) -> bool:
         """Whether the step ``prefix + section.key`` (or a key it writes) was asked for."""
@@ -163,8 +167,14 @@ class _Run:
         except MetricInputError as exc:
             self.skipped.append({"metric": full_key, "reason": " ".join(str(exc).split())})
         else:
-            if isinstance(value, dict) and key in value and len(value) > 1:
-                out.update(value)  # a step that fills several keys (value + extras)
+            if isinstance(value, dict) and key in value:
+                # A step that fills several keys (value + extras), and may say how it ran.
+                section = full_key.rsplit(".", 1)[0]
+                for name, reason in value.pop("_skipped", ()):
+                    self.skipped.append({"metric": f"{section}.{name}", "reason": reason})
+                for note in value.pop("_notes", ()):
+                    self.notes.append({"metric": full_key, "note": note})
+                out.update(value)
             else:
                 out[key] = value
         self.done = start + cost
@@ -186,6 +196,7 @@ def _space(
     batch: np.ndarray | None = None,
     batch_names: Sequence[str] | None = None,
     why_no_labels: str = "no labels: the latents come without /labels",
+    exhaustive: bool = False,
 ) -> dict[str, Any]:
     """The sections for one latent (sub)space."""
     result: dict[str, Any] = {}
@@ -225,6 +236,7 @@ def _space(
                 sample,
                 seed,
                 device,
+                exhaustive,
             )
             if isinstance(fn, str):
                 reason = why_no_labels if fn.startswith("no labels") else fn
@@ -281,6 +293,7 @@ def compute_metrics(
     label_key: str | None = None,
     batch_key: str | None = None,
     why_no_labels: str | None = None,
+    exhaustive: bool = False,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
@@ -306,6 +319,11 @@ def compute_metrics(
         label_key: The column that gave ``labels``, recorded in the result.
         batch_key: The column that gave ``batch``, recorded in the result.
         why_no_labels: The reason given for skipping separation when ``labels`` is None.
+        exhaustive: Compute every metric on every dimension and the probes on up to
+            ``PROBE_MAX_SAMPLES`` rows, however long it takes. By default a cost model keeps
+            wide latents (more than ``WIDE_DIMS`` dimensions) to seconds: the probes run on
+            fewer rows, the posterior TC on the most active dimensions, and DCI and the
+            discrete SAP are skipped, each said under ``notes`` or ``skipped``.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
@@ -359,6 +377,7 @@ def compute_metrics(
             batch=b,
             batch_names=batch_names,
             why_no_labels=why_no_labels or "no labels: the latents come without /labels",
+            exhaustive=exhaustive,
         )
 
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
@@ -381,11 +400,14 @@ def compute_metrics(
             del result["partitions"]  # nothing asked for (include) in any subspace
     run.report("done", 1.0)
     result["skipped"] = run.skipped
+    result["notes"] = run.notes
     result["settings"] = {
         "sample": sample,
         "seed": seed,
         "device": resolved,
         "probe_max_samples": PROBE_MAX_SAMPLES,
+        "exhaustive": exhaustive,
+        "wide_dims": WIDE_DIMS,
         "mi_n_neighbors": 3,
         "histogram_bins": 20,
     }

@@ -155,6 +155,7 @@ def build_report(
     batch_key: str | None = None,
     obsm: str | None = None,
     logvar_obsm: str | None = None,
+    exhaustive: bool = False,
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
@@ -182,6 +183,7 @@ def build_report(
             batches" section.
         obsm: For ``.h5ad`` files: the obsm key of the embedding.
         logvar_obsm: For ``.h5ad`` files: the obsm key of the log-variances.
+        exhaustive: Passed to ``compute_metrics`` (every metric on every dimension).
 
     Returns:
         A :class:`ReportResult`.
@@ -222,6 +224,7 @@ def build_report(
                 seed=seed,
                 device=device,
                 progress=say,
+                exhaustive=exhaustive,
             )
             for store, name in zip(stores, chosen, strict=True)
         ]

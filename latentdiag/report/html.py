@@ -525,6 +525,15 @@ class _Page:
             self.w("<ul>", *items, "</ul>")
         else:
             self.w("<p>Nothing was skipped.</p>")
+        notes = [
+            f"<li>{esc(f.name) + ': ' if len(self.files) > 1 else ''}<b>metric "
+            f"{esc(entry.get('metric', ''))}</b>: {esc(entry.get('note', ''))}</li>"
+            for f in self.files
+            for entry in f.metrics.get("notes") or []
+            if isinstance(entry, Mapping)
+        ]
+        if notes:
+            self.w("<h3>Computed on a reduction</h3><ul>", *notes, "</ul>")
         self.w("</section>\n")
 
     def footer(self) -> None:

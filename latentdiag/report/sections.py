@@ -125,6 +125,7 @@ def measure_file(
     seed: int,
     device: str,
     progress: Callable[[str], None],
+    exhaustive: bool = False,
 ) -> FileReport:
     """Compute the metrics of one latents file (figures come later, from :func:`draw_file`).
 
@@ -135,6 +136,7 @@ def measure_file(
         seed: Seed of every random choice.
         device: Passed to ``compute_metrics(device=...)``.
         progress: Receives one line per step.
+        exhaustive: Passed to ``compute_metrics``.
 
     Returns:
         The file's :class:`FileReport`, without panels yet.
@@ -175,6 +177,7 @@ def measure_file(
         label_key=store.label_key,
         batch_key=store.batch_key,
         why_no_labels=no_label_reason(store),
+        exhaustive=exhaustive,
     )
     obsm_key = getattr(store, "obsm_key", None)
     if obsm_key is not None:

@@ -176,6 +176,7 @@ def delta_cell(base_name: str, name: str, v0: Any, v: Any, info: MetricInfo | No
 NOT_METRICS = (
     "settings",
     "skipped",
+    "notes",
     "file",
     "obsm",
     "label_names",

@@ -29,6 +29,9 @@ def _votes(
     n_factors = ys.shape[1]
     votes = np.zeros((n_factors, Xn.shape[1]), dtype=np.int64)
     active_idx = np.flatnonzero(active)
+    Xa = np.ascontiguousarray(Xn[:, active_idx])  # (n, active codes): gather rows from here
+    # Votes per chunk: a (chunk, batch, codes) block of at most ~16 MB, whatever the width.
+    chunk = int(max(16, min(2048, (1 << 21) // max(1, batch_size * active_idx.size))))
     chosen = rng.choice(np.asarray(usable), size=n_votes)
     for k in usable:
         m = int((chosen == k).sum())
@@ -40,12 +43,12 @@ def _votes(
         ok = counts >= 2
         weights = counts[ok] / counts[ok].sum()
         groups = rng.choice(np.flatnonzero(ok), size=m, p=weights)
-        for c0 in range(0, m, 2048):
-            g = groups[c0 : c0 + 2048]
+        for c0 in range(0, m, chunk):
+            g = groups[c0 : c0 + chunk]
             pick = starts[g][:, None] + (
                 rng.random((g.shape[0], batch_size)) * counts[g][:, None]
             ).astype(np.int64)
-            batch = Xn[order[pick]][:, :, active_idx]  # (votes, batch, active codes)
+            batch = Xa[order[pick]]  # (votes, batch, active codes)
             local = batch.var(axis=1, ddof=1)
             # argmin over the active codes, mapped back to the full code index.
             best = active_idx[np.argmin(local, axis=1)]
