@@ -833,3 +833,54 @@ def test_bad_partition_metadata_is_a_model_error(tmp_path, onnx_model):
     onnx.save(model, str(bad))
     with pytest.raises(ModelError, match=r"metadata 'latentdiag.partitions' must be a JSON"):
         open_runner(str(bad), device="cpu")
+
+
+def test_cli_embed_a_folder_keeps_its_levels(tmp_path: Path, onnx_model: Path) -> None:
+    """root/<modality>/<site>/x.png: the label is the first level, the site a column."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from latentdiag.cli import cli
+
+    rng = np.random.default_rng(0)
+    for modality in ("ct", "mri"):
+        for site in ("site_A", "site_B"):
+            folder = tmp_path / "data" / modality / site
+            folder.mkdir(parents=True)
+            for i in range(6):
+                pixels = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "z.h5ad"
+    data = str(tmp_path / "data")
+    r = CliRunner().invoke(cli, ["embed", str(onnx_model), data, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    from latentdiag.store import open_latents
+
+    with open_latents(out) as s:
+        assert list(s.columns) == ["label", "level2"]
+        assert s.label_key == "label" and s.label_names == ["ct", "mri"]
+        assert s.columns["level2"].counts() == {"site_A": 12, "site_B": 12}
+    # The site as the label, the modality as the batch: one command, no rewriting.
+    r = CliRunner().invoke(
+        cli, ["metrics", str(out), "--label-key", "level2", "--batch-key", "label", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    doc = __import__("json").loads(r.stdout)
+    assert doc["label_key"] == "level2" and doc["batch_key"] == "label"
+    assert doc["batch_names"] == ["ct", "mri"]
+    # --label-key at embed time makes the site the file's default label.
+    out2 = tmp_path / "by_site.h5"
+    r = CliRunner().invoke(
+        cli, ["embed", str(onnx_model), data, "-o", str(out2), "--label-key", "level2"]
+    )
+    assert r.exit_code == 0, r.output
+    with LatentStore(out2) as s:
+        assert s.label_key == "level2" and s.label_names == ["site_A", "site_B"]
+    r = CliRunner().invoke(
+        cli, ["embed", str(onnx_model), data, "-o", str(tmp_path / "x.h5"), "--label-key", "lvl"]
+    )
+    assert r.exit_code == 1
+    assert r.stderr.splitlines()[-1] == (
+        f"Error: --label-key lvl: {data} has no column 'lvl'. Its columns: label (categorical, "
+        "2), level2 (categorical, 2)."
+    )

@@ -164,7 +164,10 @@ def _open_data(data: str, runner: Any, opts: dict[str, Any]) -> Any:
     from latentdiag.runners.preprocess import data_hint
 
     size, channels = data_hint(runner.spec)
-    keys = ("size", "channels", "split", "labels_file", "images_key", "labels_key", "n", "strict")
+    keys = (
+        "size", "channels", "split", "labels_file", "images_key", "labels_key", "label_key", "n",
+        "strict",
+    )  # fmt: skip
     options = {k: opts[k] for k in keys}
     options["size"] = options["size"] or size
     options["channels"] = options["channels"] or channels
