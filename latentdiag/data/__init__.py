@@ -13,6 +13,7 @@ from latentdiag.data.io import write_dataset
 from latentdiag.data.preview import save_preview
 from latentdiag.data.sources import open_dataset
 from latentdiag.data.synthetic import SyntheticData, generate_synthetic
+from latentdiag.data.vectors import VectorDataset
 
 __all__ = [
     "UNLABELED",
@@ -21,6 +22,7 @@ __all__ = [
     "ImageDataset",
     "Subset",
     "SyntheticData",
+    "VectorDataset",
     "generate_synthetic",
     "open_dataset",
     "save_preview",

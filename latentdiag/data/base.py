@@ -5,7 +5,8 @@ batch it and decode in worker processes, but this module never imports torch.
 
 Every item is a dict with the same keys whatever the source, so the default collate works:
 
-``image``      float32 array (C, H, W), values in [0, 1]
+``image``      the model input: float32 (C, H, W) in [0, 1] for images; for vector data
+               (``kind == "vectors"``, :mod:`latentdiag.data.vectors`) a float32 (F,) vector
 ``label``      int, 0..len(label_names)-1, or -1 when the source has no labels
 ``factors``    float32 array (f,), ground-truth factors; shape (0,) when the source has none
 ``sample_id``  str, where the item came from (a file path, ``name.npz:train[12]``, ...)
@@ -40,6 +41,8 @@ class ImageDataset(ABC):
         channels: C of every image.
         size: H == W of every image (sources resize to a square size).
         source: A short description of where the data came from (recorded in provenance).
+        kind: ``"images"``, or ``"vectors"`` for feature vectors
+            (:class:`~latentdiag.data.vectors.VectorDataset`).
         columns: Per-row metadata columns by name (:class:`~latentdiag.columns.Column`), each
             with one value per item, indexed by ``item["index"]``; None when the source has
             none beyond the label.
@@ -47,6 +50,7 @@ class ImageDataset(ABC):
             the label names), or None.
     """
 
+    kind: str = "images"
     label_names: list[str] | None = None
     factor_names: list[str] | None = None
     columns: dict[str, Column] | None = None
@@ -70,7 +74,7 @@ class ImageDataset(ABC):
         return self.factor_names is not None
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, ...]:
         return (self.channels, self.size, self.size)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Subset:
@@ -89,9 +93,19 @@ class Subset(ImageDataset):
         # Items keep the parent's ``index``, so the parent's columns stay valid as they are.
         self.columns = parent.columns
         self.label_key = parent.label_key
+        self.kind = parent.kind
         self.channels = parent.channels
         self.size = parent.size
         self.source = parent.source
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.parent.image_shape
+
+    @property
+    def n_features(self) -> int | None:
+        """F of a vector parent (None for images)."""
+        return getattr(self.parent, "n_features", None)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
