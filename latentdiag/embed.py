@@ -27,18 +27,23 @@ import platform
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latentdiag import __version__
-from latentdiag.data.base import ImageDataset
+from latentdiag.data.base import ImageDataset, Subset
 from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
 from latentdiag.pipeline import BlockSink, Rows, ids_follow_index, open_batches
 from latentdiag.runners.base import Runner
-from latentdiag.runners.preprocess import Preprocess, plan_preprocess
+from latentdiag.runners.preprocess import (
+    Preprocess,
+    VectorPreprocess,
+    plan_preprocess,
+    plan_vector_preprocess,
+)
 from latentdiag.store import SAMPLE_IDS_FROM_INDEX, LatentStore, LatentWriter, partial_path
 
 __all__ = [
@@ -169,7 +174,7 @@ def shard_path(out: str | os.PathLike[str], shard: tuple[int, int]) -> Path:
 def _job(
     runner: Runner,
     dataset: ImageDataset,
-    preprocess: Preprocess,
+    preprocess: Preprocess | VectorPreprocess,
     shard: tuple[int, int] | None,
     batch_size: int,
 ) -> dict[str, Any]:
@@ -193,6 +198,61 @@ def _job(
         "preprocessing": preprocess.describe(),
         "label_key": dataset.label_key,
     }
+
+
+def plan_input(
+    runner: Runner,
+    dataset: ImageDataset,
+    *,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    normalize: str | None = None,
+) -> Preprocess | VectorPreprocess:
+    """How the data reaches the model: images converted to its input, vectors as they are.
+
+    A PyTorch module declares no input shape; given vector data it is fed (B, F) rows, and its
+    spec says so from then on (provenance, the job identity).
+
+    Raises:
+        ModelError: The data cannot be made to fit the model's input.
+        ConfigError: Options that do not apply (``--normalize`` for vectors, ``--size`` or
+            ``--channels`` for vectors).
+    """
+    if dataset.kind != "vectors":
+        return plan_preprocess(
+            runner.spec,
+            data_channels=dataset.channels,
+            data_size=dataset.size,
+            channels=channels,
+            size=size,
+            normalize=normalize,
+        )
+    if channels is not None or size is not None:
+        raise ConfigError(
+            "--size and --channels apply to images; this data holds feature vectors, which "
+            "reach the model as they are."
+        )
+    features = int(dataset.image_shape[0])
+    spec = runner.spec
+    undeclared = spec.channels is None and spec.height is None and spec.width is None
+    if runner.kind in _TORCH_KINDS and spec.layout != "flat" and undeclared:
+        runner.spec = replace(spec, layout="flat", features=features)
+    root: Any = dataset
+    while isinstance(root, Subset):
+        root = root.parent
+    standardized = getattr(root, "standardize", None) is not None
+    dtype = str(getattr(root, "dtype", "float32"))
+    return plan_vector_preprocess(
+        runner.spec,
+        features=features,
+        standardized=standardized,
+        dtype=dtype,
+        normalize=normalize,
+    )
+
+
+# Runners whose models declare no input shape until they run (the spec is a layout only).
+_TORCH_KINDS = ("factory", "module", "torchscript", "reference-run")
 
 
 def _job_id(job: Mapping[str, Any]) -> str:
@@ -309,7 +369,7 @@ def embed(
     out: str | os.PathLike[str],
     *,
     batch_size: int = 64,
-    preprocess: Preprocess | None = None,
+    preprocess: Preprocess | VectorPreprocess | None = None,
     channels: int | None = None,
     size: int | tuple[int, int] | None = None,
     normalize: str | None = None,
@@ -385,14 +445,7 @@ def embed(
             "labels in the same order."
         )
     if preprocess is None:
-        preprocess = plan_preprocess(
-            runner.spec,
-            data_channels=dataset.channels,
-            data_size=dataset.size,
-            channels=channels,
-            size=size,
-            normalize=normalize,
-        )
+        preprocess = plan_input(runner, dataset, channels=channels, size=size, normalize=normalize)
     job = _job(runner, dataset, preprocess, shard, batch_size)
     if out.exists() and not overwrite:
         raise StoreError(f"{out} already exists; choose another -o path or pass --overwrite.")

@@ -24,8 +24,9 @@ import numpy as np
 
 from latentdiag.columns import Column
 from latentdiag.data.base import ArrayDataset, ImageDataset, Subset
+from latentdiag.data.vectors import VectorDataset
 from latentdiag.errors import ModelError
-from latentdiag.runners.preprocess import Preprocess
+from latentdiag.runners.preprocess import Preprocess, VectorPreprocess
 from latentdiag.store import LatentWriter
 
 __all__ = ["Batch", "BlockSink", "Rows", "open_batches"]
@@ -47,7 +48,7 @@ class Rows:
 # -- batches in ----------------------------------------------------------------------------------
 @dataclass
 class Batch:
-    images: np.ndarray  # (B, C, H, W) float32, preprocessed
+    images: np.ndarray  # (B, C, H, W) float32, preprocessed; (B, F) for vector data
     labels: np.ndarray | None  # (B,) int64
     factors: np.ndarray | None  # (B, f) float32
     sample_ids: list[str] | None  # None where the ids follow the index (see ids_follow_index)
@@ -57,14 +58,19 @@ class Batch:
 NO_IMAGES = np.zeros((0, 0, 0, 0), dtype=np.float32)
 
 
-def _array_view(dataset: ImageDataset) -> tuple[ArrayDataset, np.ndarray | None] | None:
-    """The in-memory arrays behind a dataset, when items are plain slices of them."""
+def _array_view(
+    dataset: ImageDataset,
+) -> tuple[ArrayDataset | VectorDataset, np.ndarray | None] | None:
+    """The arrays behind a dataset, when items are plain slices of them (images in memory or
+    memory-mapped; vectors dense, memory-mapped, in HDF5 or sparse)."""
     mapping: np.ndarray | None = None
     ds: ImageDataset = dataset
     while isinstance(ds, Subset):
         mapping = ds.indices if mapping is None else ds.indices[mapping]
         ds = ds.parent
     if isinstance(ds, ArrayDataset) and type(ds).__getitem__ is ArrayDataset.__getitem__:
+        return ds, mapping
+    if isinstance(ds, VectorDataset) and type(ds).__getitem__ is VectorDataset.__getitem__:
         return ds, mapping
     return None
 
@@ -91,17 +97,26 @@ def _take(arr: Any, idx: np.ndarray) -> np.ndarray:
 
 
 def _array_batches(
-    ds: ArrayDataset,
+    ds: ArrayDataset | VectorDataset,
     mapping: np.ndarray | None,
     rows: Rows,
     first: int,
     batch_size: int,
-    preprocess: Preprocess,
+    preprocess: Preprocess | VectorPreprocess,
     ids: bool,
 ) -> Iterator[Batch]:
     for lo in range(first, rows.count, batch_size):
         pos = rows.positions(lo, min(lo + batch_size, rows.count))
         src = pos if mapping is None else mapping[pos]
+        if isinstance(ds, VectorDataset):
+            yield Batch(
+                images=preprocess(ds.rows(src)),
+                labels=None if ds.labels is None else ds.labels[src].astype(np.int64),
+                factors=None if ds.factors is None else ds.factors[src].astype(np.float32),
+                sample_ids=_ids(ds, src) if ids else None,
+                index=pos.astype(np.int64),
+            )
+            continue
         order = None
         if src.size > 1 and np.any(np.diff(src) <= 0):
             order = np.argsort(src, kind="stable")
@@ -117,20 +132,19 @@ def _array_batches(
             images = np.divide(raw, np.float32(255), dtype=np.float32)
         else:
             images = raw.astype(np.float32, copy=False)
-        sample_ids = None
-        if ids:
-            sample_ids = (
-                [f"{ds.source}[{i}]" for i in src.tolist()]
-                if ds.sample_ids is None
-                else [str(ds.sample_ids[i]) for i in src.tolist()]
-            )
         yield Batch(
             images=preprocess(images),
             labels=None if ds.labels is None else ds.labels[src].astype(np.int64),
             factors=None if ds.factors is None else ds.factors[src].astype(np.float32),
-            sample_ids=sample_ids,
+            sample_ids=_ids(ds, src) if ids else None,
             index=pos.astype(np.int64),
         )
+
+
+def _ids(ds: ArrayDataset | VectorDataset, src: np.ndarray) -> list[str]:
+    if ds.sample_ids is None:
+        return [f"{ds.source}[{i}]" for i in src.tolist()]
+    return [str(ds.sample_ids[i]) for i in src.tolist()]
 
 
 class _PositionView:
@@ -152,7 +166,9 @@ class _PositionView:
 class _Collate:
     """Stacks items and preprocesses the batch (in the worker process)."""
 
-    def __init__(self, preprocess: Preprocess, has_labels: bool, has_factors: bool) -> None:
+    def __init__(
+        self, preprocess: Preprocess | VectorPreprocess, has_labels: bool, has_factors: bool
+    ) -> None:
         self.preprocess = preprocess
         self.has_labels = has_labels
         self.has_factors = has_factors
@@ -187,7 +203,7 @@ def _loader_batches(
     rows: Rows,
     first: int,
     batch_size: int,
-    preprocess: Preprocess,
+    preprocess: Preprocess | VectorPreprocess,
     workers: int,
 ) -> Iterator[Batch]:
     from torch.utils.data import DataLoader
@@ -265,7 +281,7 @@ def open_batches(
     rows: Rows,
     first: int,
     batch_size: int,
-    preprocess: Preprocess,
+    preprocess: Preprocess | VectorPreprocess,
     workers: int | None,
     *,
     ids: bool = True,
@@ -290,7 +306,8 @@ def open_batches(
         return _loader_batches(dataset, rows, first, batch_size, preprocess, n_workers), _nothing
     if fast is not None:
         source = _array_batches(fast[0], fast[1], rows, first, batch_size, preprocess, ids)
-        if type(fast[0].images) is np.ndarray and preprocess.in_size == preprocess.size:
+        data = fast[0].vectors if isinstance(fast[0], VectorDataset) else fast[0].images
+        if type(data) is np.ndarray and not preprocess.resizes:
             # Slicing and scaling an array in memory takes microseconds a batch: done in line,
             # it costs less than a thread that would compete with the model for the cores.
             return source, _nothing

@@ -26,9 +26,11 @@ __all__ = [
     "NORMALIZATIONS",
     "Normalization",
     "Preprocess",
+    "VectorPreprocess",
     "data_hint",
     "parse_normalize",
     "plan_preprocess",
+    "plan_vector_preprocess",
 ]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -128,6 +130,11 @@ class Preprocess:
             and self.normalization.is_identity
         )
 
+    @property
+    def resizes(self) -> bool:
+        """Whether batches are resized (work worth a prefetch thread)."""
+        return self.in_size != self.size
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Apply to a batch.
 
@@ -170,6 +177,90 @@ class Preprocess:
             "mean": list(self.normalization.mean),
             "std": list(self.normalization.std),
         }
+
+
+@dataclass(frozen=True)
+class VectorPreprocess:
+    """Feature vectors reach the model as they are: (B, F) float32, checked, never resized.
+
+    Standardization, when asked for, is the data's (``VectorDataset(standardize=...)``) and
+    recorded here so that it is part of the job's identity and of the provenance.
+
+    Attributes:
+        features: F, the number of features of the data and of the model's input.
+        standardized: Whether the data standardizes each feature.
+        dtype: The stored dtype of the data (``float32``, ``int64``, ...), for provenance.
+    """
+
+    features: int
+    standardized: bool = False
+    dtype: str = "float32"
+
+    @property
+    def is_identity(self) -> bool:
+        return True
+
+    @property
+    def resizes(self) -> bool:
+        return False
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        if vectors.ndim != 2 or vectors.shape[1] != self.features:
+            raise ModelError(
+                f"vectors of shape {tuple(vectors.shape[1:])} reached a step planned for "
+                f"({self.features},); every row of a data source must have the same features."
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """What provenance records."""
+        return {
+            "input": "vectors",
+            "features": self.features,
+            "dtype": self.dtype,
+            "standardize": self.standardized,
+        }
+
+
+def plan_vector_preprocess(
+    spec: InputSpec,
+    *,
+    features: int,
+    standardized: bool = False,
+    dtype: str = "float32",
+    normalize: str | None = None,
+) -> VectorPreprocess:
+    """Check that a model takes vectors of the data's width, and plan feeding them.
+
+    Args:
+        spec: The model's input spec.
+        features: F of the data.
+        standardized: Whether the data standardizes its features.
+        dtype: The data's stored dtype.
+        normalize: Must be None: ``--normalize`` is for images (``--standardize`` is the
+            data option for vectors).
+
+    Raises:
+        ModelError: The model takes images, or vectors of another width.
+        ConfigError: ``--normalize`` was given.
+    """
+    if normalize not in (None, "", "0..1"):
+        raise ConfigError(
+            f"--normalize {normalize} applies to images; for vector data use --standardize "
+            "(each feature to mean 0 and standard deviation 1 over the data)."
+        )
+    where = f"model input {spec.name!r} expects {spec.shape_text()}"
+    if spec.layout != "flat":
+        raise ModelError(
+            f"{where}: images, but the data holds vectors of {features:,} features; give the "
+            "model images, or a model whose input is (B, F)."
+        )
+    if spec.features is not None and spec.features != features:
+        raise ModelError(
+            f"{where}, but the data has {features:,} features per row; give data with "
+            f"{spec.features:,} features (or choose them with --feature-columns)."
+        )
+    return VectorPreprocess(features=int(features), standardized=standardized, dtype=dtype)
 
 
 def _convert_channels(x: np.ndarray, channels: int) -> np.ndarray:

@@ -480,12 +480,17 @@ def module_runner(
         call,
         kind=kind,
         model=model,
-        spec=_spec(
-            layout,
-            bool(conditional),
-            channels=info.get("channels"),
-            height=size,
-            width=size,
+        spec=(
+            # A module that declares vector input (a reference model trained on vectors).
+            _spec("flat", bool(conditional), features=int(info["features"]))
+            if info.get("features") is not None
+            else _spec(
+                layout,
+                bool(conditional),
+                channels=info.get("channels"),
+                height=size,
+                width=size,
+            )
         ),
         device=dev,
         input_dtype=_param_dtype(module),
