@@ -20,7 +20,6 @@ and :func:`shard_path` its own output name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ import numpy as np
 from latentdiag import __version__
 from latentdiag.data.base import ImageDataset, Subset
 from latentdiag.errors import ConfigError, DataError, ModelError, StoreError
+from latentdiag.job import EmbedJob, changed_fields, data_fingerprint
 from latentdiag.pipeline import BlockSink, Rows, ids_follow_index, open_batches
 from latentdiag.runners.base import Runner
 from latentdiag.runners.preprocess import (
@@ -57,23 +57,6 @@ __all__ = [
 
 ProgressFn = Callable[[int, int], None]
 _BLOCK_ROWS = 16384  # rows per committed block (the store's chunk length)
-
-# Keys of the job identity that must match for a .partial file to be resumed.
-_JOB_KEYS = (
-    "model_kind",
-    "model_sha256",
-    "model",
-    "input",
-    "outputs",
-    "spatial",
-    "device",
-    "data_source",
-    "n_data",
-    "shard",
-    "batch_size",
-    "preprocessing",
-    "label_key",
-)
 
 
 @dataclass
@@ -177,27 +160,33 @@ def _job(
     preprocess: Preprocess | VectorPreprocess,
     shard: tuple[int, int] | None,
     batch_size: int,
-) -> dict[str, Any]:
+) -> EmbedJob:
+    """The job of this run: every decision that shapes its latents (see latentdiag.job)."""
     described = runner.describe()
     device = str(described["device"]).split(" (")[0]
     device = re.sub(r"cuda:\d+", "cuda", device)
     outputs = {k: v for k, v in described["outputs"].items() if k != "adapter"}
-    return {
-        "model_kind": described["model_kind"],
-        "model_sha256": described["model_sha256"],
-        # A file's identity is its bytes; a factory without weights is known by its name.
-        "model": None if described["model_sha256"] else described["model"],
-        "input": described["input"],
-        "outputs": outputs,
-        "spatial": described["spatial"],
-        "device": device,
-        "data_source": dataset.source,
-        "n_data": len(dataset),
-        "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
-        "batch_size": batch_size,
-        "preprocessing": preprocess.describe(),
-        "label_key": dataset.label_key,
-    }
+    ident = runner.identity
+    factory = runner.kind == "factory"
+    return EmbedJob(
+        model=described["model"],
+        model_kind=described["model_kind"],
+        # A factory's weights are weights_sha256; its model is its name, source and kwargs.
+        model_sha256=None if factory else described["model_sha256"],
+        factory_source_sha256=ident.get("factory_source_sha256"),
+        model_kwargs=ident.get("model_kwargs") or {},
+        kwargs_files=ident.get("kwargs_files") or {},
+        weights_sha256=ident.get("weights_sha256"),
+        input=described["input"],
+        outputs=outputs,
+        spatial=described["spatial"],
+        device=device,
+        data=data_fingerprint(dataset),
+        shard=None if shard is None else f"{shard[0]}/{shard[1]}",
+        batch_size=batch_size,
+        preprocessing=preprocess.describe(),
+        label_key=dataset.label_key,
+    )
 
 
 def plan_input(
@@ -255,16 +244,7 @@ def plan_input(
 _TORCH_KINDS = ("factory", "module", "torchscript", "reference-run")
 
 
-def _job_id(job: Mapping[str, Any]) -> str:
-    text = json.dumps(job, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _normalize_json(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _check_resumable(partial: Path, job: Mapping[str, Any]) -> dict[str, Any]:
+def _check_resumable(partial: Path, job: EmbedJob) -> dict[str, Any]:
     """The provenance of a .partial file, when it was written by this same job."""
     try:
         with LatentStore(partial, allow_incomplete=True) as store:
@@ -279,15 +259,18 @@ def _check_resumable(partial: Path, job: Mapping[str, Any]) -> dict[str, Any]:
             f"{partial} was not written by `latentdiag embed` (it records no job); delete it "
             "or run again with --overwrite."
         )
-    mine = _normalize_json(dict(job))
-    differ = [k for k in _JOB_KEYS if _normalize_json(theirs.get(k)) != mine.get(k)]
+    differ = changed_fields(theirs, job)
     if differ:
+        mine = job.to_dict()
         details = "; ".join(
-            f"{k}: {_short(theirs.get(k))} there, {_short(mine.get(k))} now" for k in differ[:3]
+            f"{k}: {_short(theirs.get(k, '(not recorded)'))} there, {_short(mine[k])} now"
+            for k in differ[:3]
         )
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise StoreError(
-            f"{partial} is an unfinished run of a different job ({details}); delete it, or run "
-            "again with --overwrite to start over."
+            f"{partial} is an unfinished run of a different job ({details}{more}); resuming "
+            "would mix the latents of two jobs in one file: run the same command as before, "
+            "delete it, or run again with --overwrite to start over."
         )
     return prov
 
@@ -336,7 +319,7 @@ def _rows(dataset: ImageDataset, shard: tuple[int, int] | None) -> Rows:
 
 
 def _resume(
-    out: Path, job: Mapping[str, Any], batch_size: int, rows: Rows, overwrite: bool
+    out: Path, job: EmbedJob, batch_size: int, rows: Rows, overwrite: bool
 ) -> tuple[LatentWriter | None, dict[str, int]]:
     """Reopen ``<out>.partial`` when this job wrote it (and ``overwrite`` is off).
 
@@ -460,13 +443,13 @@ def embed(
         "data_source": dataset.source,
         "n_data": len(dataset),
         "n_rows": rows.count,
-        "shard": job["shard"],
+        "shard": job.shard,
         "batch_size": batch_size,
         "preprocessing": preprocess.describe(),
         "command": list(command) if isinstance(command, (list, tuple)) else command,
         **_versions(runner),
-        "job": job,
-        "job_id": _job_id(job),
+        "job": job.to_dict(),
+        "job_id": job.digest,
     }
     if derived_ids:
         provenance["sample_ids"] = SAMPLE_IDS_FROM_INDEX

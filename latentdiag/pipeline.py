@@ -192,6 +192,22 @@ class _Collate:
         )
 
 
+def worker_context() -> Any:
+    """How DataLoader workers start: never by a bare fork of a threaded process.
+
+    A fork copies every lock as it is at that moment; a thread of the parent (a writer, a
+    prefetch or a progress thread, numba's or BLAS's pools) holding one — the import lock, a
+    logging or linecache lock — leaves the child waiting on it forever. ``forkserver`` forks
+    workers from a clean single-threaded server instead (``spawn`` where there is none), at the
+    cost of pickling the dataset (every dataset here is picklable) and of each worker importing
+    what it needs once.
+    """
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def _worker_init(_: int) -> None:
     import torch
 
@@ -216,6 +232,7 @@ def _loader_batches(
         collate_fn=_Collate(preprocess, dataset.has_labels, dataset.has_factors),
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
+        multiprocessing_context=worker_context() if workers else None,
     )
     yield from loader
 

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from latentdiag.data import ArrayDataset, ImageDataset
 from latentdiag.errors import ConfigError, DataError
+from latentdiag.pipeline import worker_context
 from reference_models.base import DataSpec
 from reference_models.config import DataConfig
 
@@ -144,6 +145,9 @@ class TrainingData:
             num_workers=self.num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=False,
+            # Workers start from a clean server process, never from a fork of this threaded
+            # one (see latentdiag.pipeline.worker_context).
+            multiprocessing_context=worker_context() if self.num_workers else None,
             # Its own generator: a DataLoader draws its workers' base seed from the one it is
             # given, and must not consume the global RNG that the training noise comes from.
             generator=torch.Generator().manual_seed(0),

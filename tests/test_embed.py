@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import subprocess
 import sys
@@ -333,7 +335,8 @@ def test_a_partial_of_another_job_is_refused(tmp_path):
         embed(module_runner(), data, out, batch_size=8)
     assert str(err.value) == (
         f"{partial_path(out)} is an unfinished run of a different job (batch_size: 16 there, "
-        "8 now); delete it, or run again with --overwrite to start over."
+        "8 now); resuming would mix the latents of two jobs in one file: run the same command "
+        "as before, delete it, or run again with --overwrite to start over."
     )
     result = embed(module_runner(), data, out, batch_size=8, overwrite=True)
     assert result.resumed_rows == 0 and result.n_rows == N
@@ -884,3 +887,74 @@ def test_cli_embed_a_folder_keeps_its_levels(tmp_path: Path, onnx_model: Path) -
         f"Error: --label-key lvl: {data} has no column 'lvl'. Its columns: label (categorical, "
         "2), level2 (categorical, 2)."
     )
+
+
+KILLABLE = textwrap.dedent(
+    """
+    import os, signal
+    import torch
+
+
+    class Enc(torch.nn.Module):
+        '''A factory model whose weights follow its seed; killed by SIGKILL on call KILL_AT.'''
+
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.lin = torch.nn.Linear(256, 4)
+            self.calls = 0
+
+        def encode(self, x):
+            self.calls += 1
+            if self.calls == int(os.environ.get("KILL_AT", "0")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return self.lin(x.flatten(1)), torch.zeros(x.shape[0], 4)
+
+
+    def build(seed: int = 0):
+        return Enc(seed)
+    """
+)
+
+
+def test_resume_with_other_kwargs_after_sigkill_is_refused(tmp_path):
+    """A factory without --weights is known by its name, source and kwargs: resuming with other
+    kwargs would put two models' latents in one file."""
+    (tmp_path / "killable.py").write_text(KILLABLE)
+    np.save(tmp_path / "images.npy", make_images())
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = tmp_path / "z.h5"
+
+    def embed_cli(seed: int, kill_at: int = 0, target: Path = out) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable, "-m", "latentdiag", "embed", "killable:build",
+            str(tmp_path / "images.npy"), "-o", str(target), "--batch-size", "16",
+            "--model-kwargs", json.dumps({"seed": seed}), "--device", "cpu",
+        ]  # fmt: skip
+        return subprocess.run(
+            cmd, env={**env, "KILL_AT": str(kill_at)}, capture_output=True, text=True
+        )
+
+    killed = embed_cli(1, kill_at=5)
+    assert killed.returncode == -9, killed.stderr
+    assert not out.exists() and partial_path(out).exists()
+    refused = embed_cli(2)
+    assert refused.returncode == 1
+    (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("Error:")]
+    assert line.startswith(
+        f"Error: {partial_path(out)} is an unfinished run of a different job (model_kwargs: "
+        '{"seed": 1} there, {"seed": 2} now); resuming would mix the latents of two jobs'
+    )
+    assert "Traceback" not in refused.stderr
+    # The same job resumes, and its file equals an uninterrupted run's.
+    assert embed_cli(1).returncode == 0
+    assert embed_cli(1, target=tmp_path / "whole.h5").returncode == 0
+    assert_same_file(tmp_path / "whole.h5", out)
+    with LatentStore(out) as s:
+        job = s.provenance["job"]
+        assert job["model_kwargs"] == {"seed": 1} and job["factory_source_sha256"]
+    # Editing the factory's code is another model too.
+    assert embed_cli(1, kill_at=3, target=tmp_path / "y.h5").returncode == -9
+    (tmp_path / "killable.py").write_text(KILLABLE.replace("256, 4", "256, 4, bias=False"))
+    again = embed_cli(1, target=tmp_path / "y.h5")
+    assert again.returncode == 1 and "factory_source_sha256" in again.stderr

@@ -129,6 +129,9 @@ class Runner(ABC):
         self.outputs: dict[str, str] = dict(outputs or {})
         self.spatial = spatial
         self.label_names: list[str] | None = None
+        # What else decides the model, for the job identity (a factory's source, keyword
+        # arguments, the files they name, its weights): see latentdiag.job.EmbedJob.
+        self.identity: dict[str, Any] = {}
 
     @abstractmethod
     def _forward(

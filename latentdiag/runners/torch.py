@@ -410,7 +410,7 @@ def load_factory(
         model.eval()
         model.to(dev)
     call, method = _select_method(model)
-    return TorchRunner(
+    runner = TorchRunner(
         call,
         kind="factory",
         model=target,
@@ -421,6 +421,27 @@ def load_factory(
         model_sha256=sha,
         spatial=spatial,
     )
+    from latentdiag.job import kwargs_files
+
+    source = _source_file(factory)
+    runner.identity = {
+        "factory_source_sha256": None if source is None else file_sha256(source),
+        "model_kwargs": dict(model_kwargs or {}),
+        "kwargs_files": kwargs_files(model_kwargs),
+        "weights_sha256": sha,
+    }
+    return runner
+
+
+def _source_file(obj: Any) -> Path | None:
+    """The file that defines a factory (its module's source), when there is one."""
+    import inspect
+
+    try:
+        name = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    return Path(name) if name and Path(name).is_file() else None
 
 
 def _kwargs_text(kwargs: Mapping[str, Any] | None) -> str:
