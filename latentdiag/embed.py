@@ -214,7 +214,7 @@ def plan_input(
             data_size=dataset.size,
             channels=channels,
             size=size,
-            normalize=normalize,
+            normalize=normalize if normalize is not None else runner.default_normalize,
         )
     if channels is not None or size is not None:
         raise ConfigError(
@@ -241,7 +241,7 @@ def plan_input(
 
 
 # Runners whose models declare no input shape until they run (the spec is a layout only).
-_TORCH_KINDS = ("factory", "module", "torchscript", "reference-run")
+_TORCH_KINDS = ("factory", "module", "torchscript", "reference", "diffusers", "pythae")
 
 
 def _check_resumable(partial: Path, job: EmbedJob) -> dict[str, Any]:

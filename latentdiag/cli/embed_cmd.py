@@ -93,6 +93,19 @@ def embed_command(model: str, data: str, out: str, **opts: Any) -> None:
     click.echo(f"running {runner.kind} model on {runner.device}", err=True)
     if runner.kind == "factory" and not opts["weights"]:
         click.echo("note: no --weights given; the factory's own weights are used", err=True)
+    if str(runner.outputs.get("selected", "")).startswith("by position"):
+        click.echo(
+            f"note: the outputs have no names that say what they hold; taken by position: "
+            f"{runner.outputs['mu']!r} as mu, {runner.outputs.get('logvar')!r} as logvar "
+            "(--mu-output / --logvar-output name them)",
+            err=True,
+        )
+    if runner.default_normalize and opts["normalize"] is None:
+        click.echo(
+            f"note: inputs scaled to {runner.default_normalize}, the range this model was "
+            "trained on (--normalize chooses another)",
+            err=True,
+        )
     dataset = _open_data(data, runner, opts)
     bar = _ProgressBar()
     try:
@@ -142,7 +155,9 @@ def _open_model(model: str, opts: dict[str, Any]) -> Any:
         "logvar_kind": opts["logvar_kind"],
         "providers": opts["providers"].split(",") if opts["providers"] else None,
     }
-    if Path(model).is_dir():
+    from latentdiag.runners import detect_kind
+
+    if Path(model).is_dir() and detect_kind(model) == "reference":
         import importlib
 
         from latentdiag.runners.device import resolve_torch_device

@@ -36,7 +36,8 @@ __all__ = ["MODEL_KINDS", "InputSpec", "Runner", "detect_kind", "open_runner"]
 
 MODEL_KINDS = (
     "an .onnx file, a TorchScript file (.pt, .pth, .jit), a torch.export file (.pt2), "
-    "a reference run directory from `latentdiag train`, or pkg.module:factory with --weights"
+    "a reference run directory from `latentdiag train`, a diffusers or pythae model folder, "
+    "or pkg.module:factory with --weights"
 )
 _TORCHSCRIPT_SUFFIXES = {".pt", ".pth", ".jit", ".ts", ".torchscript"}
 _SPATIAL = ("flatten", "mean")
@@ -46,8 +47,9 @@ def detect_kind(model: str | os.PathLike[str]) -> str:
     """What kind of model MODEL names.
 
     Returns:
-        ``onnx``, ``torchscript``, ``torch.export``, ``factory`` or ``reference``
-        (a directory).
+        ``onnx``, ``torchscript``, ``torch.export``, ``factory``, or for a directory
+        ``diffusers`` / ``pythae`` (those libraries' saved models) or ``reference`` (a run of
+        ``latentdiag train``).
 
     Raises:
         ModelError: MODEL does not exist or is of a kind latentdiag cannot run.
@@ -61,7 +63,9 @@ def detect_kind(model: str | os.PathLike[str]) -> str:
             return "factory"
         raise ModelError(f"model file {p} does not exist; MODEL is {MODEL_KINDS}.")
     if p.is_dir():
-        return "reference"
+        from latentdiag.runners.folders import folder_kind
+
+        return folder_kind(p) or "reference"
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -208,7 +212,23 @@ def open_runner(
             layout=layout,
             spatial=spatial,
         )
+    if kind in ("diffusers", "pythae"):
+        from latentdiag.job import path_fingerprint
+        from latentdiag.runners.folders import load_library_folder
+        from latentdiag.runners.torch import module_runner
+
+        return module_runner(
+            load_library_folder(model, kind),
+            model=os.fspath(model),
+            device=device,
+            layout=layout,
+            spatial=spatial,
+            model_sha256=path_fingerprint(model),
+            kind=kind,
+        )
     raise ModelError(
-        f"{model} is a folder; a reference run directory is opened by `latentdiag embed`, or in "
-        "Python with reference_models.load_encoder(run_dir) and open_runner(module, info=info)."
+        f"{model} is a folder, but not a diffusers model folder (config.json with _class_name), "
+        "a pythae one (model_config.json and model.pt) or a reference run: a run directory is "
+        "opened by `latentdiag embed`, or in Python with reference_models.load_encoder(run_dir) "
+        "and open_runner(module, info=info)."
     )

@@ -132,6 +132,9 @@ class Runner(ABC):
         # What else decides the model, for the job identity (a factory's source, keyword
         # arguments, the files they name, its weights): see latentdiag.job.EmbedJob.
         self.identity: dict[str, Any] = {}
+        # The input range the model was trained on, when it is known from the model itself
+        # (diffusers' autoencoders: -1..1); used when --normalize is not given.
+        self.default_normalize: str | None = None
 
     @abstractmethod
     def _forward(

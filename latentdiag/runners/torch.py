@@ -18,6 +18,7 @@ labels as int64 (B,), or as a float one-hot (B, K) where a torch.export graph sa
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -167,8 +168,8 @@ class TorchRunner(Runner):
             text = " ".join((lines[-1] if lines else type(exc).__name__).split())
             raise ModelError(
                 f"the model failed on its first batch, of shape {tuple(x.shape)} "
-                f"({spec.layout}): {text[:300]}; give --size, --channels or --layout to "
-                "feed it the input it expects."
+                f"({spec.layout}): {text[:300]}; "
+                + expected_input_hint(self._call, tuple(int(v) for v in images.shape))
             ) from None
         if not self._ran:
             self._ran = True
@@ -397,7 +398,15 @@ def load_factory(
     try:
         model = factory(**dict(model_kwargs or {}))
     except TypeError as exc:
-        raise ModelError(f"calling {target}({_kwargs_text(model_kwargs)}) failed: {exc}.") from None
+        hint = ""
+        if "argument" in str(exc):
+            hint = (
+                " Give the factory's arguments as JSON with --model-kwargs, e.g. "
+                "--model-kwargs '{\"n_features\": 50}'."
+            )
+        raise ModelError(
+            f"calling {target}({_kwargs_text(model_kwargs)}) failed: {exc}.{hint}"
+        ) from None
     if not callable(model):
         raise ModelError(f"{target} returned {type(model).__name__}, not a callable model.")
     sha = None
@@ -423,6 +432,7 @@ def load_factory(
     )
     from latentdiag.job import kwargs_files
 
+    runner.default_normalize = trained_range(model)
     source = _source_file(factory)
     runner.identity = {
         "factory_source_sha256": None if source is None else file_sha256(source),
@@ -442,6 +452,64 @@ def _source_file(obj: Any) -> Path | None:
     except TypeError:
         return None
     return Path(name) if name and Path(name).is_file() else None
+
+
+def first_layer(call: Any) -> tuple[str, int] | None:
+    """The model's first Conv2d or Linear layer: ``("Conv2d", in_channels)`` or
+    ``("Linear", in_features)``, read from its modules in registration order."""
+    import torch
+
+    module = call if isinstance(call, torch.nn.Module) else getattr(call, "__self__", None)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    for m in module.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            return "Conv2d", int(m.in_channels)
+        if isinstance(m, torch.nn.Linear):
+            return "Linear", int(m.in_features)
+    return None
+
+
+def expected_input_hint(call: Any, shape: tuple[int, ...]) -> str:
+    """What the model takes, read from its first layer, and the flags that feed it that.
+
+    Args:
+        call: The model's encoder call (a module or its bound ``encode``).
+        shape: The batch that failed, as latentdiag prepared it: (B, C, H, W) or (B, F).
+    """
+    layer = first_layer(call)
+    generic = "give --size, --channels or --layout to feed it the input it expects."
+    if layer is None:
+        return generic
+    kind, n = layer
+    vectors = len(shape) == 2
+    if kind == "Conv2d":
+        if vectors:
+            return (
+                f"its first layer is Conv2d(in_channels={n}): it takes images (B, {n}, H, W), "
+                "not the feature vectors this data holds."
+            )
+        return (
+            f"its first layer is Conv2d(in_channels={n}): it takes (B, {n}, H, W) images; pass "
+            f"--channels {n} (and --size S for the side it was trained on)."
+        )
+    if vectors:
+        return (
+            f"its first layer is Linear(in_features={n}): it takes {n:,} features per row; the "
+            f"data has {shape[1]:,} (choose them with --feature-columns, or give other data)."
+        )
+    c = shape[1]
+    for channels in dict.fromkeys((c, 1, 3)):
+        side = math.isqrt(n // channels) if n % channels == 0 else 0
+        if side and side * side * channels == n:
+            return (
+                f"its first layer is Linear(in_features={n}): it takes flattened images of {n:,} "
+                f"values; pass --layout flat --channels {channels} --size {side}."
+            )
+    return (
+        f"its first layer is Linear(in_features={n}): it takes {n:,} values per row, which no "
+        "C×S×S image with C = 1 or 3 gives; it may be a model for vector data."
+    )
 
 
 def _kwargs_text(kwargs: Mapping[str, Any] | None) -> str:
@@ -522,4 +590,10 @@ def module_runner(
     )
     if info.get("label_names") is not None:
         runner.label_names = [str(n) for n in info["label_names"]]
+    runner.default_normalize = trained_range(module)
     return runner
+
+
+def trained_range(model: Any) -> str | None:
+    """The input range a library's model was trained on: diffusers' autoencoders take -1..1."""
+    return "-1..1" if type(model).__module__.startswith("diffusers.") else None
