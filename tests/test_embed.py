@@ -575,14 +575,15 @@ def test_cli_errors(tmp_path, onnx_model, npz):
             ["embed", str(tmp_path / "nope.onnx"), str(npz), "-o", out],
             f"Error: model file {tmp_path / 'nope.onnx'} does not exist; MODEL is an .onnx "
             "file, a TorchScript file (.pt, .pth, .jit), a torch.export file (.pt2), a "
-            "reference run directory from `latentdiag train`, or pkg.module:factory with "
-            "--weights.",
+            "reference run directory from `latentdiag train`, a diffusers or pythae model "
+            "folder, or pkg.module:factory with --weights.",
         ),
         (
             ["embed", str(npz), str(npz), "-o", out],
             f"Error: {npz} is of an unknown model kind (.npz); MODEL is an .onnx file, a "
             "TorchScript file (.pt, .pth, .jit), a torch.export file (.pt2), a reference run "
-            "directory from `latentdiag train`, or pkg.module:factory with --weights.",
+            "directory from `latentdiag train`, a diffusers or pythae model folder, or "
+            "pkg.module:factory with --weights.",
         ),
         (
             ["embed", str(onnx_model), str(npz), "-o", out, "--mu-output", "mean"],

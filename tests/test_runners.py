@@ -947,7 +947,8 @@ def test_detect_kind_errors(tmp_path):
     assert str(err.value) == (
         f"model file {tmp_path / 'missing.onnx'} does not exist; MODEL is an .onnx file, a "
         "TorchScript file (.pt, .pth, .jit), a torch.export file (.pt2), a reference run "
-        "directory from `latentdiag train`, or pkg.module:factory with --weights."
+        "directory from `latentdiag train`, a diffusers or pythae model folder, or "
+        "pkg.module:factory with --weights."
     )
     (tmp_path / "model.h5").write_bytes(b"x")
     with pytest.raises(ModelError, match=r"is of an unknown model kind \(\.h5\)"):
