@@ -219,7 +219,7 @@ def test_options_are_validated() -> None:
         M.silhouette_score(X, LABELS, sample_size=0)
     with pytest.raises(MetricInputError, match="n_neighbors must be an integer"):
         M.mutual_info_per_dim(X, LABELS, n_neighbors=2.5)  # type: ignore[arg-type]
-    with pytest.raises(MetricInputError, match="model must be 'forest' or 'gbt'"):
+    with pytest.raises(MetricInputError, match="model must be one of gbt, sklearn-gbt, forest"):
         M.dci(X, FACTORS, model="svm")
 
 

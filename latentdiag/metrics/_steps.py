@@ -18,9 +18,16 @@ from latentdiag.metrics import centroids, clustering, information, probes, silho
 # k-NN and linear probes run on a stratified subset of at most this many rows: their
 # cross-validated accuracy is then known to about ±0.5% and costs seconds, not minutes.
 PROBE_MAX_SAMPLES = 20000
-# Rows for training / testing the DCI and discrete-SAP models.
+# Rows for training / testing the discrete-SAP models.
 DISENTANGLEMENT_MAX_TRAIN = 5000
 DISENTANGLEMENT_MAX_TEST = 2500
+# DCI follows disentanglement_lib's protocol: up to 10,000 training and 5,000 test rows. Its
+# cost is about 3 · d · n_train · (trees per stage) · 100 tree steps; above DCI_BUDGET the
+# training rows are cut to fit (at least DCI_MIN_TRAIN, else it is skipped), said in a note.
+DCI_MAX_TRAIN = 10000
+DCI_MAX_TEST = 5000
+DCI_BUDGET = 1e9  # about 5-10 s on 2 cores
+DCI_MIN_TRAIN = 500
 # Budget of the full-data posterior TC: n_z · n · d evaluations of a log-density.
 POSTERIOR_TC_BUDGET = 3.2e8
 # The cost model for wide latents. A k-NN probe costs rows² · d: its rows are capped so that
@@ -227,26 +234,36 @@ def metric_step(
             from latentdiag.metrics.disentanglement.mig import mig
 
             return lambda _p: mig(mu, f)
-        if key == "dci" and wide:
-            return _wide_skip(
-                "DCI",
-                d,
-                "it fits a tree ensemble on every dimension for each factor (a minute or more), "
-                "and a subset of dimensions would change its importances",
-            )
         if key == "dci":
+            from latentdiag.metrics.discretize import discretize_factors
             from latentdiag.metrics.disentanglement.dci import dci
 
-            def dci_step(_p: Callable[[float], None]) -> dict[str, Any]:
-                r = dci(
-                    mu,
-                    f,
-                    max_train=DISENTANGLEMENT_MAX_TRAIN,
-                    max_test=DISENTANGLEMENT_MAX_TEST,
-                    random_state=seed,
+            classes = [int(np.unique(c).size) for c in discretize_factors(f).T]
+            trees = sum(1 if k == 2 else k for k in classes if k >= 2)  # per boosting stage
+            per_row = 3.0 * d * max(trees, 1) * 100
+            n_train = min(n // 2, DCI_MAX_TRAIN)
+            notes: list[str] = []
+            if not exhaustive and per_row * n_train > DCI_BUDGET:
+                fit = int(DCI_BUDGET // per_row)
+                if fit < min(DCI_MIN_TRAIN, n_train):
+                    return (
+                        f"DCI would fit {trees} boosted trees per stage on {d:,} dimensions; "
+                        f"even {min(DCI_MIN_TRAIN, n_train):,} training rows cost more than "
+                        "a minute here, and a subset of dimensions would change its "
+                        "importances; pass --exhaustive to compute it anyway"
+                    )
+                notes.append(
+                    f"trained on {fit:,} of the {n_train:,} rows disentanglement_lib's protocol "
+                    f"takes: {trees} boosted trees per stage on {d:,} dimensions would cost "
+                    "more than a few seconds (pass --exhaustive for all of them)"
                 )
+                n_train = fit
+
+            def dci_step(_p: Callable[[float], None]) -> dict[str, Any]:
+                r = dci(mu, f, max_train=n_train, max_test=DCI_MAX_TEST, random_state=seed)
                 out = r.to_dict()
                 out["factor_names"] = list(factor_names or [f"f{i}" for i in range(f.shape[1])])
+                out["_notes"] = notes
                 return out
 
             return dci_step

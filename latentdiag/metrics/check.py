@@ -187,6 +187,7 @@ def _known_keys(partitions: Iterable[str]) -> list[str]:
         "separation.centroid_distance.rms_radius",
         "disentanglement.dci.disentanglement",
         "disentanglement.dci.completeness",
+        "disentanglement.dci.completeness_unweighted",
         "disentanglement.dci.informativeness",
         *_CONTAINERS,
     ]

@@ -167,14 +167,15 @@ class _Run:
         except MetricInputError as exc:
             self.skipped.append({"metric": full_key, "reason": " ".join(str(exc).split())})
         else:
-            if isinstance(value, dict) and key in value:
-                # A step that fills several keys (value + extras), and may say how it ran.
+            if isinstance(value, dict):
+                # A step may say how it ran: what it skipped, how it reduced the data.
                 section = full_key.rsplit(".", 1)[0]
                 for name, reason in value.pop("_skipped", ()):
                     self.skipped.append({"metric": f"{section}.{name}", "reason": reason})
                 for note in value.pop("_notes", ()):
                     self.notes.append({"metric": full_key, "note": note})
-                out.update(value)
+            if isinstance(value, dict) and key in value:
+                out.update(value)  # a step that fills several keys (value + extras)
             else:
                 out[key] = value
         self.done = start + cost

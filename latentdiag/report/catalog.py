@@ -218,7 +218,8 @@ METRICS: dict[str, MetricInfo] = {
         "DCI completeness",
         "higher",
         "0 to 1",
-        "Whether each factor is captured by a single latent dimension.",
+        "Whether each factor is captured by a single latent dimension, averaged over factors "
+        "by their importance (disentanglement_lib's convention, the one papers report).",
         "dci--disentanglementdcidisentanglement-completeness-informativeness",
         "DCI",
     ),
@@ -358,6 +359,15 @@ EXTRAS: dict[str, MetricInfo] = {
         "The variance of a dimension's mean above which it counts as active.",
         "active-units--informationactive_units",
         "Active units",
+    ),
+    "disentanglement.dci.completeness_unweighted": MetricInfo(
+        "DCI completeness (unweighted)",
+        "higher",
+        "0 to 1",
+        "Completeness as a plain mean over factors (Eastwood & Williams' notebook); it differs "
+        "from the weighted one when some factors are read by no code at all.",
+        "dci--disentanglementdcidisentanglement-completeness-informativeness",
+        "DCI",
     ),
     "disentanglement.dci.informativeness_train": MetricInfo(
         "DCI informativeness (training rows)",

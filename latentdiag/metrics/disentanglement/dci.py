@@ -15,7 +15,7 @@ from latentdiag.metrics._validation import (
 )
 from latentdiag.metrics.discretize import classes_by_construction, discretize_factors
 
-__all__ = ["DCIResult", "dci", "dci_from_importance"]
+__all__ = ["MODELS", "DCIResult", "dci", "dci_from_importance", "dci_scores"]
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,14 @@ class DCIResult:
 
     Attributes:
         disentanglement: Does each code capture at most one factor? In [0, 1], higher better.
-        completeness: Is each factor captured by one code? In [0, 1], higher better.
+        completeness: Is each factor captured by one code? Importance-weighted over factors, as
+            disentanglement_lib computes it (the number papers report). In [0, 1].
+        completeness_unweighted: The same, an unweighted mean over factors, as Eastwood &
+            Williams' notebook computes it.
         informativeness: Mean held-out accuracy predicting the factors from all codes.
         informativeness_train: The same on the training rows.
         importance: (n_codes, n_factors) relative importance of each code for each factor.
+        model: The estimator that gave the importances (``gbt``, ``sklearn-gbt``, ``forest``).
     """
 
     disentanglement: float
@@ -35,14 +39,18 @@ class DCIResult:
     informativeness: float
     informativeness_train: float
     importance: np.ndarray
+    completeness_unweighted: float = float("nan")
+    model: str = "gbt"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "disentanglement": self.disentanglement,
             "completeness": self.completeness,
+            "completeness_unweighted": self.completeness_unweighted,
             "informativeness": self.informativeness,
             "informativeness_train": self.informativeness_train,
             "importance": self.importance.tolist(),
+            "model": self.model,
         }
 
 
@@ -54,19 +62,25 @@ def _entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
     return np.asarray(-terms.sum(axis=axis) / np.log(base))
 
 
-def dci_from_importance(importance: Any) -> tuple[float, float]:
-    """Disentanglement and completeness from a (codes × factors) importance matrix R.
+def dci_scores(importance: Any) -> tuple[float, float, float]:
+    """Disentanglement and both completeness conventions from an importance matrix R.
 
-    Disentanglement: Σ_i ρ_i (1 − H_K(P_i·)), with P_ij = R_ij / Σ_k R_ik, ρ_i = Σ_j R_ij / Σ R
-    and entropies in base K = n_factors. Completeness: mean_j (1 − H_D(P̃_·j)) with
-    P̃_ij = R_ij / Σ_k R_kj in base D = n_codes. An all-zero R gives 0 and 0; a single factor
-    (or code) makes that entropy base 1, and the score is then 1.
+    With ``R`` (codes × factors) and a small ε = 1e-11 against log 0, as disentanglement_lib:
+
+    * disentanglement: Σ_i ρ_i (1 − H_K(P_i·)), P_ij = (R_ij + ε) / Σ_k (R_ik + ε), entropies
+      in base K = n_factors, code weights ρ_i = Σ_j R_ij / Σ R;
+    * completeness (disentanglement_lib): Σ_j φ_j (1 − H_D(P̃_·j)), P̃_ij = (R_ij + ε) /
+      Σ_k (R_kj + ε) in base D = n_codes, factor weights φ_j = Σ_i R_ij / Σ R;
+    * completeness, unweighted (Eastwood & Williams' notebook): mean_j (1 − H_D(P̃_·j)).
+
+    An all-zero R weighs every code and factor equally (both scores are then 0); a single
+    factor (or code) makes that entropy base 1, and the score is 1.
 
     Args:
         importance: (n_codes, n_factors) non-negative importances.
 
     Returns:
-        ``(disentanglement, completeness)``, each in [0, 1].
+        ``(disentanglement, completeness, completeness_unweighted)``, each in [0, 1].
 
     Raises:
         MetricInputError: ``importance`` is not a non-negative finite 2-D array.
@@ -77,37 +91,69 @@ def dci_from_importance(importance: Any) -> tuple[float, float]:
             "importance must be a non-empty 2-D array (n_codes, n_factors) of finite "
             f"non-negative values; got shape {R.shape}."
         )
-    if R.sum() == 0:
-        R = np.ones_like(R)  # no information anywhere: uniform, so both scores are 0
-    R = R + 1e-11
     n_codes, n_factors = R.shape
-    if n_factors > 1:
-        per_code = 1.0 - _entropy(R, n_factors, axis=1)
-    else:
-        per_code = np.ones(n_codes)
-    weight = R.sum(axis=1) / R.sum()
-    disentanglement = float((per_code * weight).sum())
-    if n_codes > 1:
-        per_factor = 1.0 - _entropy(R, n_codes, axis=0)
-    else:
-        per_factor = np.ones(n_factors)
-    return disentanglement, float(per_factor.mean())
+    P = R + 1e-11
+    per_code = 1.0 - _entropy(P, n_factors, axis=1) if n_factors > 1 else np.ones(n_codes)
+    per_factor = 1.0 - _entropy(P, n_codes, axis=0) if n_codes > 1 else np.ones(n_factors)
+    W = R if R.sum() > 0 else np.ones_like(R)
+    code_weight = W.sum(axis=1) / W.sum()
+    factor_weight = W.sum(axis=0) / W.sum()
+    return (
+        float((per_code * code_weight).sum()),
+        float((per_factor * factor_weight).sum()),
+        float(per_factor.mean()),
+    )
+
+
+def dci_from_importance(importance: Any) -> tuple[float, float]:
+    """Disentanglement and (importance-weighted) completeness from an importance matrix.
+
+    The conventions of disentanglement_lib; :func:`dci_scores` also gives the unweighted
+    completeness.
+
+    Raises:
+        MetricInputError: ``importance`` is not a non-negative finite 2-D array.
+    """
+    d, c, _ = dci_scores(importance)
+    return d, c
+
+
+MODELS = ("gbt", "sklearn-gbt", "forest")
 
 
 def _model(kind: str, random_state: int) -> Any:
     if kind == "forest":
         from sklearn.ensemble import RandomForestClassifier
 
-        # Bagged CART trees that see every feature at each split: the importances are as
-        # sharp as gradient boosting's and the fit is 10-100x faster.
+        # Bagged CART trees that see every feature at each split: fast, but their importances
+        # are sharper than boosting's (DCI comes out lower than disentanglement_lib's).
         return RandomForestClassifier(
             n_estimators=30, max_features=None, min_samples_leaf=5, random_state=random_state
         )
-    if kind == "gbt":
+    if kind == "sklearn-gbt":
         from sklearn.ensemble import GradientBoostingClassifier
 
         return GradientBoostingClassifier(random_state=random_state)
-    raise MetricInputError(f"model must be 'forest' or 'gbt'; got {kind!r}.")
+    raise MetricInputError(f"model must be one of {', '.join(MODELS)}; got {kind!r}.")
+
+
+def _fit_gbt(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's default gradient boosting, in numba (see ``_gbt_numba``)."""
+    from latentdiag.metrics.disentanglement._gbt_numba import fit_gbt
+
+    classes, codes = np.unique(y_train, return_inverse=True)
+    imp, p_train, p_test = fit_gbt(
+        np.ascontiguousarray(x_train, dtype=np.float32),
+        codes.astype(np.int64),
+        np.ascontiguousarray(x_test, dtype=np.float32),
+        int(classes.size),
+        100,
+        0.1,
+        seed,
+    )
+    return imp, classes[p_train], classes[p_test]
 
 
 def dci(
@@ -116,26 +162,31 @@ def dci(
     *,
     max_train: int = 10000,
     max_test: int = 5000,
-    model: str = "forest",
+    model: str = "gbt",
     random_state: int | np.random.Generator | None = 0,
 ) -> DCIResult:
     """Disentanglement, completeness and informativeness of latent codes.
 
-    For each factor (discrete, or binned into 20 classes when it has more than 32 values) a
-    tree ensemble predicts it from all codes; its feature importances form column j of the
-    importance matrix R, and :func:`dci_from_importance` turns R into D and C. Informativeness
-    is the mean held-out accuracy. Rows are split at random: half for training (at most
-    ``max_train``), the rest for testing (at most ``max_test``).
+    disentanglement_lib's estimator: for each factor (discrete, or binned into 20 classes when
+    it has more than 32 values) scikit-learn's ``GradientBoostingClassifier()`` with its
+    defaults predicts it from all codes; its feature importances form column j of the
+    importance matrix R, and :func:`dci_scores` turns R into D and C (importance-weighted, as
+    disentanglement_lib; the unweighted completeness of Eastwood & Williams' notebook is
+    ``completeness_unweighted``). Informativeness is the mean held-out accuracy. Rows are split
+    at random: half for training (at most ``max_train``, disentanglement_lib's 10,000), the
+    rest for testing (at most ``max_test``, its 5,000).
 
-    ``model="forest"`` (default) uses 30 bagged trees that consider every feature per split;
-    ``"gbt"`` uses scikit-learn's gradient boosting as disentanglement_lib does (much slower).
+    ``model="gbt"`` (default) runs that boosting, step for step, in numba, one factor per
+    thread (the same importances within float rounding; 10-25× faster); ``"sklearn-gbt"``
+    runs scikit-learn's own; ``"forest"`` fits 30 bagged trees that consider every feature per
+    split (faster still, but its sharper importances give lower D and C than the literature).
 
     Args:
         X: Latent codes, shape (n_samples, n_codes).
         factors: Ground-truth factors, shape (n_samples, n_factors).
         max_train: Most training rows.
         max_test: Most test rows.
-        model: ``"forest"`` or ``"gbt"``.
+        model: ``"gbt"``, ``"sklearn-gbt"`` or ``"forest"``.
         random_state: Seed of the split and the models.
 
     Returns:
@@ -149,6 +200,8 @@ def dci(
         Disentangled Representations", ICLR 2018.
     """
     arr, fac = check_codes_and_factors(X, factors, metric="DCI", min_samples=4)
+    if model not in MODELS:
+        raise MetricInputError(f"model must be one of {', '.join(MODELS)}; got {model!r}.")
     rng = check_random_state(random_state)
     seed = int(rng.integers(0, 2**31 - 1))
     ys = discretize_factors(fac)
@@ -157,25 +210,41 @@ def dci(
     half = n // 2
     train = perm[: min(half, check_positive_int(max_train, "max_train"))]
     test = perm[half : half + min(n - half, check_positive_int(max_test, "max_test"))]
-    R = np.zeros((arr.shape[1], ys.shape[1]))
-    acc_train, acc_test = [], []
-    for j in range(ys.shape[1]):
+    x_train, x_test = arr[train], arr[test]
+
+    def one(j: int) -> tuple[np.ndarray, float, float]:
         y_tr, y_te = ys[train, j], ys[test, j]
         if np.unique(y_tr).shape[0] < 2:
             # A factor constant on the training rows: nothing to learn, trivially predicted.
-            acc_train.append(1.0)
-            acc_test.append(float((y_te == y_tr[0]).mean()))
-            continue
-        with classes_by_construction():
-            fitted = _model(model, seed).fit(arr[train], y_tr)
-        R[:, j] = np.abs(fitted.feature_importances_)
-        acc_train.append(float((fitted.predict(arr[train]) == y_tr).mean()))
-        acc_test.append(float((fitted.predict(arr[test]) == y_te).mean()))
-    d, c = dci_from_importance(R)
+            return np.zeros(arr.shape[1]), 1.0, float((y_te == y_tr[0]).mean())
+        if model == "gbt":
+            imp, p_tr, p_te = _fit_gbt(x_train, y_tr, x_test, seed + j)
+        else:
+            with classes_by_construction():
+                fitted = _model(model, seed).fit(x_train, y_tr)
+            imp, p_tr, p_te = fitted.feature_importances_, fitted.predict(x_train), None
+            p_te = fitted.predict(x_test)
+        return np.abs(imp), float((p_tr == y_tr).mean()), float((p_te == y_te).mean())
+
+    factors_idx = range(ys.shape[1])
+    if model == "gbt" and ys.shape[1] > 1:
+        # One factor per thread: the numba fit releases the GIL.
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numba
+
+        with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
+            fits = list(pool.map(one, factors_idx))
+    else:
+        fits = [one(j) for j in factors_idx]
+    R = np.stack([f[0] for f in fits], axis=1)
+    d, c, c_unweighted = dci_scores(R)
     return DCIResult(
         disentanglement=d,
         completeness=c,
-        informativeness=float(np.mean(acc_test)),
-        informativeness_train=float(np.mean(acc_train)),
+        completeness_unweighted=c_unweighted,
+        informativeness=float(np.mean([f[2] for f in fits])),
+        informativeness_train=float(np.mean([f[1] for f in fits])),
         importance=R,
+        model=model,
     )

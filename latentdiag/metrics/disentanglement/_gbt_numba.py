@@ -1,0 +1,294 @@
+"""Gradient-boosted trees as scikit-learn's ``GradientBoostingClassifier()`` fits them, in numba.
+
+disentanglement_lib's DCI fits ``sklearn.ensemble.GradientBoostingClassifier()`` with its
+defaults — 100 stages, learning rate 0.1, depth-3 regression trees on the loss's negative
+gradient, one Newton step per leaf — once per factor, and reads ``feature_importances_``.
+This module is the same algorithm, step for step, so the importances and accuracies are the
+same numbers (up to float rounding in the order of sums, and exact ties between splits, which
+scikit-learn breaks by a random feature order):
+
+* features as float32 (scikit-learn's trees cast X to float32); a split sits between two
+  consecutive distinct values ``a < b`` (``b > a + 1e-7`` in float32) at ``a/2 + b/2``, and
+  rows with ``x <= threshold`` go left;
+* the best split of a node maximises ``S_L²/n_L + S_R²/n_R`` (the squared-error proxy, which
+  orders splits as Friedman's MSE does); a node is a leaf at depth 3, below 2 rows, or when
+  its variance is at most machine epsilon;
+* binary factors: one tree per stage on ``y − p``, leaf value ``Σ(y − p) / Σ p(1 − p)``;
+  more classes: one tree per class on ``1[y = k] − p_k`` (gradients of the stage start), leaf
+  value ``(K − 1)/K · Σ r / Σ p_k(1 − p_k)``; values with a denominator below 1e-150 are 0;
+* initial raw scores from the class priors (clipped to [eps, 1 − eps]): the logit for two
+  classes, ``log p_k − mean_j log p_j`` for more;
+* a tree's importance of feature f: Σ over its splits on f of
+  ``n·var(node) − n_L·var(left) − n_R·var(right)``, divided by the training rows; the model's
+  importances are the mean over trees with a split, normalised to sum 1.
+
+Trees are built level by level: at each depth, one pass over every feature's presorted rows
+finds the best split of every node of that depth at once, so a tree costs ``3 · d · n`` steps.
+Imported lazily by :mod:`latentdiag.metrics.disentanglement.dci`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from latentdiag.metrics import _numba  # noqa: F401  (the threading layer, before any launch)
+
+_FEATURE_THRESHOLD = np.float32(1e-7)
+_EPSILON = np.finfo(np.float64).eps
+_PROB_EPS = np.finfo(np.float64).eps
+_MAX_DEPTH = 3
+_N_NODES = 2 ** (_MAX_DEPTH + 1) - 1  # a complete tree of depth 3, in heap order
+
+
+@njit(nogil=True, cache=True)
+def _grow_tree(  # type: ignore[no-untyped-def]
+    X, order, r, node_of, feature, threshold, is_split, node_n, node_sum, node_sq
+):
+    """Grow one depth-3 regression tree on residuals ``r`` (heap layout: children 2i+1, 2i+2).
+
+    Fills ``feature``, ``threshold``, ``is_split`` and the per-node row counts, sums and sums
+    of squares; leaves ``node_of[i]`` at each row's leaf. Nodes that do not exist keep n = 0.
+
+    Splits of equal merit on different features (in small nodes several features often cut
+    the rows the same way) go to the feature first in a random order per node, as
+    scikit-learn's random feature order decides them; ``np.random`` is seeded by the caller.
+    """
+    n, d = X.shape
+    for j in range(_N_NODES):
+        is_split[j] = False
+        node_n[j] = 0.0
+        node_sum[j] = 0.0
+        node_sq[j] = 0.0
+    for i in range(n):
+        node_of[i] = 0
+    first = 0
+    for depth in range(_MAX_DEPTH + 1):
+        width = 1 << depth
+        for i in range(n):
+            j = node_of[i]
+            node_n[j] += 1.0
+            node_sum[j] += r[i]
+            node_sq[j] += r[i] * r[i]
+        if depth == _MAX_DEPTH:
+            break
+        # Which nodes of this depth may split: at least 2 rows, variance above epsilon.
+        open_ = np.zeros(width, dtype=np.bool_)
+        any_open = False
+        for w in range(width):
+            j = first + w
+            c = node_n[j]
+            if c >= 2.0:
+                mean = node_sum[j] / c
+                if node_sq[j] / c - mean * mean > _EPSILON:
+                    open_[w] = True
+                    any_open = True
+        if not any_open:
+            break
+        best = np.full(width, -np.inf)
+        best_f = np.full(width, -1, dtype=np.int64)
+        best_t = np.zeros(width)
+        rank = np.empty((width, d))
+        for w in range(width):
+            rank[w] = np.random.permutation(d)
+        for f in range(d):
+            cum_n = np.zeros(width)
+            cum_s = np.zeros(width)
+            last = np.zeros(width, dtype=np.float32)
+            for q in range(n):
+                i = order[f, q]
+                w = node_of[i] - first
+                if w < 0 or w >= width or not open_[w]:
+                    continue
+                v = X[i, f]
+                if cum_n[w] > 0.0 and v > last[w] + _FEATURE_THRESHOLD:
+                    j = first + w
+                    nl = cum_n[w]
+                    nr = node_n[j] - nl
+                    sl = cum_s[w]
+                    sr = node_sum[j] - sl
+                    proxy = sl * sl / nl + sr * sr / nr
+                    take = best_f[w] < 0
+                    if not take:
+                        tol = 1e-12 * abs(best[w])
+                        take = proxy > best[w] + tol or (
+                            f != best_f[w]
+                            and abs(proxy - best[w]) <= tol
+                            and rank[w, f] < rank[w, best_f[w]]
+                        )
+                    if take:
+                        best[w] = proxy
+                        best_f[w] = f
+                        best_t[w] = np.float64(last[w]) / 2.0 + np.float64(v) / 2.0
+                cum_n[w] += 1.0
+                cum_s[w] += r[i]
+                last[w] = v
+        for w in range(width):
+            if best_f[w] >= 0:
+                j = first + w
+                is_split[j] = True
+                feature[j] = best_f[w]
+                threshold[j] = best_t[w]
+        for i in range(n):
+            j = node_of[i]
+            if j >= first and j < first + width and is_split[j]:
+                if np.float64(X[i, feature[j]]) <= threshold[j]:
+                    node_of[i] = 2 * j + 1
+                else:
+                    node_of[i] = 2 * j + 2
+        first += width
+    return
+
+
+@njit(nogil=True, cache=True)
+def _leaf_of(x, feature, threshold, is_split):  # type: ignore[no-untyped-def]
+    j = 0
+    while is_split[j]:
+        if np.float64(x[feature[j]]) <= threshold[j]:
+            j = 2 * j + 1
+        else:
+            j = 2 * j + 2
+    return j
+
+
+@njit(nogil=True, cache=True)
+def fit_gbt(X, y, X_test, n_classes, n_estimators, learning_rate, seed):  # type: ignore[no-untyped-def]
+    """Fit one factor; returns (importances (d,), train predictions, test predictions).
+
+    Args:
+        X: (n, d) float32 training codes.
+        y: (n,) int64 class indices 0..K-1 (every class present).
+        X_test: (m, d) float32 test codes.
+        n_classes: K >= 2.
+        n_estimators: Boosting stages (scikit-learn's default: 100).
+        learning_rate: Shrinkage (default 0.1).
+        seed: Seed of the order in which equal splits are broken.
+    """
+    np.random.seed(seed)
+    n, d = X.shape
+    m = X_test.shape[0]
+    K = n_classes
+    T = 1 if K == 2 else K  # trees per stage
+    order = np.empty((d, n), dtype=np.int64)
+    for f in range(d):
+        order[f] = np.argsort(X[:, f], kind="mergesort")
+    counts = np.zeros(K)
+    for i in range(n):
+        counts[y[i]] += 1.0
+    raw = np.zeros((n, T))
+    raw_test = np.zeros((m, T))
+    if T == 1:
+        p1 = min(max(counts[1] / n, _PROB_EPS), 1.0 - _PROB_EPS)
+        init = math.log(p1 / (1.0 - p1))
+        raw[:, 0] = init
+        raw_test[:, 0] = init
+    else:
+        logs = np.empty(K)
+        for k in range(K):
+            logs[k] = math.log(min(max(counts[k] / n, _PROB_EPS), 1.0 - _PROB_EPS))
+        mean_log = logs.mean()
+        for k in range(K):
+            raw[:, k] = logs[k] - mean_log
+            raw_test[:, k] = logs[k] - mean_log
+    importance = np.zeros(d)
+    relevant = 0
+    neg = np.empty((n, T))
+    prob = np.empty((n, T))
+    node_of = np.empty(n, dtype=np.int64)
+    feature = np.zeros(_N_NODES, dtype=np.int64)
+    threshold = np.zeros(_N_NODES)
+    is_split = np.zeros(_N_NODES, dtype=np.bool_)
+    node_n = np.zeros(_N_NODES)
+    node_sum = np.zeros(_N_NODES)
+    node_sq = np.zeros(_N_NODES)
+    value = np.zeros(_N_NODES)
+    r = np.empty(n)
+    for _stage in range(n_estimators):
+        # Gradients of the stage start, for every tree of the stage.
+        for i in range(n):
+            if T == 1:
+                p = 1.0 / (1.0 + math.exp(-raw[i, 0]))
+                prob[i, 0] = p
+                neg[i, 0] = (1.0 if y[i] == 1 else 0.0) - p
+            else:
+                top = raw[i, 0]
+                for k in range(1, K):
+                    if raw[i, k] > top:
+                        top = raw[i, k]
+                total = 0.0
+                for k in range(K):
+                    e = math.exp(raw[i, k] - top)
+                    prob[i, k] = e
+                    total += e
+                for k in range(K):
+                    prob[i, k] /= total
+                    neg[i, k] = (1.0 if y[i] == k else 0.0) - prob[i, k]
+        for k in range(T):
+            for i in range(n):
+                r[i] = neg[i, k]
+            _grow_tree(
+                X, order, r, node_of, feature, threshold, is_split, node_n, node_sum, node_sq
+            )
+            if is_split[0]:
+                relevant += 1
+                for j in range(_N_NODES):
+                    if is_split[j]:
+                        a, b = 2 * j + 1, 2 * j + 2
+                        gain = _weighted_var(node_n[j], node_sum[j], node_sq[j])
+                        gain -= _weighted_var(node_n[a], node_sum[a], node_sq[a])
+                        gain -= _weighted_var(node_n[b], node_sum[b], node_sq[b])
+                        importance[feature[j]] += gain / n
+            # One Newton step per leaf.
+            num = np.zeros(_N_NODES)
+            den = np.zeros(_N_NODES)
+            for i in range(n):
+                j = node_of[i]
+                num[j] += r[i]
+                den[j] += prob[i, k] * (1.0 - prob[i, k])
+            factor = 1.0 if T == 1 else (K - 1.0) / K
+            for j in range(_N_NODES):
+                value[j] = 0.0
+                if node_n[j] > 0.0 and not is_split[j]:
+                    numerator = num[j] / node_n[j] * factor
+                    denominator = den[j] / node_n[j]
+                    if abs(denominator) >= 1e-150:
+                        value[j] = numerator / denominator
+            for i in range(n):
+                raw[i, k] += learning_rate * value[node_of[i]]
+            for i in range(m):
+                raw_test[i, k] += (
+                    learning_rate * value[_leaf_of(X_test[i], feature, threshold, is_split)]
+                )
+    if relevant > 0:
+        importance /= relevant
+    total_importance = importance.sum()
+    if total_importance > 0.0:
+        importance /= total_importance
+    return importance, _predict(raw, T), _predict(raw_test, T)
+
+
+@njit(nogil=True, cache=True)
+def _weighted_var(c, s, sq):  # type: ignore[no-untyped-def]
+    """n · var of a node from its row count, sum and sum of squares (0 for an empty node)."""
+    if c <= 0.0:
+        return 0.0
+    mean = s / c
+    return c * (sq / c - mean * mean)
+
+
+@njit(nogil=True, cache=True)
+def _predict(raw, T):  # type: ignore[no-untyped-def]
+    n = raw.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        if T == 1:
+            out[i] = 1 if raw[i, 0] > 0.0 else 0
+        else:
+            best = 0
+            for k in range(1, raw.shape[1]):
+                if raw[i, k] > raw[i, best]:
+                    best = k
+            out[i] = best
+    return out
