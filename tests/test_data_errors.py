@@ -217,8 +217,8 @@ def test_npz_without_expected_keys_lists_its_keys(tmp_path: Path) -> None:
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 8, 8)), y=np.zeros(2))
     assert error_line(preview(tmp_path, tmp_path / "x.npz")) == (
         f"Error: {tmp_path / 'x.npz'} has no images: expected 'images' (and 'labels') or the "
-        "MedMNIST layout 'train_images', 'train_labels', ...; it has: x, y; name the images "
-        "array with --images-key."
+        "MedMNIST layout 'train_images', 'train_labels', ..., or vectors: an (N, F) array 'x', "
+        "'X', 'features', 'data' or 'vectors'; it has: x, y; name the array with --data-key."
     )
 
 
@@ -247,7 +247,8 @@ def test_unknown_kind_of_file(tmp_path: Path) -> None:
     (tmp_path / "data.bin").write_bytes(b"\x00\x01")
     assert error_line(preview(tmp_path, tmp_path / "data.bin")) == (
         f"Error: cannot tell what kind of data {tmp_path / 'data.bin'} is (suffix .bin); "
-        "expected an image folder or a .npz, .npy, .h5 / .hdf5 file."
+        "expected an image folder or a .npz, .npy, .h5 / .hdf5 file (or, for vectors, .h5ad, "
+        ".csv, .tsv, .parquet)."
     )
 
 
@@ -260,8 +261,9 @@ def test_npz_with_another_suffix_is_recognised(tmp_path: Path) -> None:
 def test_missing_source(tmp_path: Path) -> None:
     result = preview(tmp_path, "no/such/dir")
     assert error_line(result) == (
-        "Error: data source no/such/dir does not exist; expected an image folder, an .npz, .npy "
-        "or .h5 file, or a built-in name (synthetic, digits)."
+        "Error: data source no/such/dir does not exist; expected an image folder, an .npz, .npy, "
+        ".h5, .h5ad, .csv or .parquet file, or a built-in name (synthetic, digits, "
+        "synthetic-vectors, synthetic-counts)."
     )
 
 
@@ -269,9 +271,10 @@ def test_missing_source(tmp_path: Path) -> None:
     ("array", "message"),
     [
         (
-            np.zeros((5, 64)),
-            "expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W); "
-            "found shape (5, 64) (flattened images? reshape them to (N, H, W)).",
+            # (N, F) arrays are vector data now (tests/test_data_vectors.py); rank 1 is neither.
+            np.zeros(5),
+            "expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W), or vectors "
+            "(N, F); found shape (5,).",
         ),
         (
             np.zeros((5, 8, 8, 7)),

@@ -286,7 +286,8 @@ def test_cli_train_success_and_json(tmp_path) -> None:
             ["--model", "baseline", "--data", "{tmp}/missing.npz", "-o", "{tmp}/x"],
             1,
             "Error: data source {tmp}/missing.npz does not exist; expected an image folder, an "
-            ".npz, .npy or .h5 file, or a built-in name (synthetic, digits).",
+            ".npz, .npy, .h5, .h5ad, .csv or .parquet file, or a built-in name (synthetic, "
+            "digits, synthetic-vectors, synthetic-counts).",
         ),
         (
             ["--model", "baseline", "--config", "{tmp}/none.toml", "-o", "{tmp}/x"],

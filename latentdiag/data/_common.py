@@ -1,4 +1,5 @@
-"""Small helpers shared by the data sources: warnings, sorting, atomic output files."""
+"""Small helpers shared by the data sources: what the caller asked for, warnings, subsets,
+sorting, atomic output files."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 __all__ = [
     "DataWarning",
+    "Options",
     "RowIds",
+    "SelectedIds",
     "atomic_output",
+    "choose_rows",
     "count",
     "examples",
     "natural_sorted",
@@ -29,6 +36,30 @@ class DataWarning(UserWarning):
 def warn(message: str) -> None:
     """Issue a :class:`DataWarning` attributed to the caller of the public function."""
     warnings.warn(message, DataWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the caller asked for (see :func:`latentdiag.data.open_dataset`)."""
+
+    size: int | None
+    channels: int | None
+    n: int | None
+    seed: int
+    standardize: bool = False  # vector data: standardize each feature (images refuse it)
+
+
+def choose_rows(
+    total: int, n: int | None, seed: int, where: str, *, noun: str = "images"
+) -> np.ndarray | None:
+    """Rows of a random subset of ``n`` (sorted, chosen with ``seed``), or None for all."""
+    if n is None or n == total:
+        return None
+    if n > total:
+        warn(f"{where}: asked for {n:,} {noun} but the source has {total:,}; using all of them.")
+        return None
+    rng = np.random.default_rng([seed, 0x5B5E7])
+    return np.sort(rng.choice(total, size=n, replace=False)).astype(np.int64)
 
 
 def natural_sorted(names: Iterable[str]) -> list[str]:
@@ -93,3 +124,38 @@ class RowIds(Sequence[str]):
             raise IndexError(index)
         row = index % self.n if self.rows is None else int(self.rows[index])
         return f"{self.prefix}[{row}]"
+
+
+class SelectedIds(Sequence[str]):
+    """Stored sample ids (a table's id column, AnnData's ``obs_names``) of some rows.
+
+    Args:
+        ids: The ids of every row of the source.
+        rows: The source row of each item, or None for all rows in order.
+
+    Attributes:
+        rows: As given: like :attr:`RowIds.rows`, it says which source rows a subset holds.
+    """
+
+    def __init__(self, ids: Sequence[str], rows: Sequence[int] | None) -> None:
+        self._ids = ids
+        self.rows = rows
+        self.n = len(ids) if rows is None else len(rows)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.n))]
+        if not -self.n <= index < self.n:
+            raise IndexError(index)
+        row = index % self.n if self.rows is None else int(self.rows[index])
+        return self._ids[row]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == self.n and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]

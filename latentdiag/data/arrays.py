@@ -1,6 +1,9 @@
 """Array sources: ``.npz`` (MedMNIST layout or plain ``images`` / ``labels``), ``.npy`` with an
 optional labels file, and HDF5 datasets.
 
+An array of rank 3 or 4 is images; one of rank 2, (N, F), is vector data and goes to
+:func:`latentdiag.data.vector_arrays.build_vector_dataset` (never reshaped or rescaled).
+
 Data that fits in memory (every ``.npz``; ``.npy`` and HDF5 up to :data:`IN_MEMORY_BYTES`) is
 converted once to the size and channels asked and served as an
 :class:`~latentdiag.data.base.ArrayDataset`. Bigger ``.npy`` / HDF5 data is read row by row
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from latentdiag.columns import Column
-from latentdiag.data._common import RowIds, warn
+from latentdiag.data._common import Options, RowIds, choose_rows
 from latentdiag.data.base import UNLABELED, ArrayDataset, ImageDataset
 from latentdiag.data.convert import (
     ValueScale,
@@ -29,6 +32,15 @@ from latentdiag.data.convert import (
     value_scale,
 )
 from latentdiag.data.labels import LabelTable, read_labels_file, settle_labels
+from latentdiag.data.vector_arrays import (
+    CATEGORIES_PREFIX,
+    COLUMNS_GROUP,
+    VECTOR_KEYS,
+    H5Matrix,
+    build_vector_dataset,
+    read_h5_columns,
+    read_npz_columns,
+)
 from latentdiag.errors import DataError
 
 __all__ = ["IN_MEMORY_BYTES", "LazyArrayDataset", "open_hdf5", "open_npy", "open_npz"]
@@ -36,27 +48,6 @@ __all__ = ["IN_MEMORY_BYTES", "LazyArrayDataset", "open_hdf5", "open_npy", "open
 IN_MEMORY_BYTES = 2 * 2**30  # .npy / HDF5 images up to this size are read whole
 _CONVERT_BLOCK = 4096  # rows converted at a time (bounds the float temporaries)
 _SCALE_SAMPLE = 256  # rows a lazy source inspects to decide its value range
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the caller asked for (see :func:`latentdiag.data.open_dataset`)."""
-
-    size: int | None
-    channels: int | None
-    n: int | None
-    seed: int
-
-
-def _choose_rows(total: int, n: int | None, seed: int, where: str) -> np.ndarray | None:
-    """Rows of a random subset of ``n`` (sorted, chosen with ``seed``), or None for all."""
-    if n is None or n == total:
-        return None
-    if n > total:
-        warn(f"{where}: asked for {n:,} images but the source has {total:,}; using all of them.")
-        return None
-    rng = np.random.default_rng([seed, 0x5B5E7])
-    return np.sort(rng.choice(total, size=n, replace=False)).astype(np.int64)
 
 
 def build_array_dataset(
@@ -97,6 +88,11 @@ def build_array_dataset(
     """
     shape = tuple(int(s) for s in images.shape)
     layout = detect_layout(shape, where)
+    if opts.standardize:
+        raise DataError(
+            f"{where}: holds images; --standardize applies to vector data (N × F features); "
+            "to scale images for a model use embed --normalize."
+        )
     total = shape[0]
     if total == 0:
         raise DataError(f"{where}: holds no images (shape {shape}); expected at least one.")
@@ -128,7 +124,7 @@ def build_array_dataset(
 
     size = opts.size or native_size(shape, layout)
     channels = opts.channels or native_channels(shape, layout)
-    rows = _choose_rows(total, opts.n, opts.seed, where)
+    rows = choose_rows(total, opts.n, opts.seed, where)
     n_rows = total if rows is None else int(rows.size)
     row_bytes = int(np.prod(shape[1:])) * np.dtype(images.dtype).itemsize
     lab = settled.labels
@@ -303,9 +299,10 @@ def open_npz(
     labels_file: str | None,
     label_key: str | None = None,
 ) -> ImageDataset:
-    """Open an ``.npz``: MedMNIST's ``{split}_images`` / ``{split}_labels``, or plain
+    """Open an ``.npz``: MedMNIST's ``{split}_images`` / ``{split}_labels``, plain
     ``images`` / ``labels`` (plus ``label_names``, ``factors``, ``factor_names`` when present, as
-    ``latentdiag data synth`` writes them).
+    ``latentdiag data synth`` writes them), or vectors: an (N, F) array named ``x``, ``X``,
+    ``features``, ``data`` or ``vectors``, or the only 2-D array (``images_key`` names another).
 
     Raises:
         DataError: Not an npz, keys missing (the message lists the keys it has), bad arrays.
@@ -338,11 +335,15 @@ def open_npz(
                     f"{path} has no split {split!r} (no {split}_images); it has splits "
                     f"{', '.join(splits)}; choose one with --split."
                 )
-            raise DataError(
-                f"{path} has no images: expected 'images' (and 'labels') or the MedMNIST layout "
-                f"'train_images', 'train_labels', ...; it has: {have}; name the images array "
-                "with --images-key."
-            )
+            found = _npz_vector_key(npz, keys, path)
+            if found is None:
+                raise DataError(
+                    f"{path} has no images: expected 'images' (and 'labels') or the MedMNIST "
+                    "layout 'train_images', 'train_labels', ..., or vectors: an (N, F) array "
+                    f"'x', 'X', 'features', 'data' or 'vectors'; it has: {have}; name the array "
+                    "with --data-key."
+                )
+            img_key = found
         lab_key = labels_key or f"{prefix}labels"
         if labels_key is not None and labels_key not in keys:
             raise DataError(f"{path} has no array {labels_key!r}; it has: {have}.")
@@ -365,11 +366,31 @@ def open_npz(
             if factors is not None and "factor_names" in keys
             else None
         )
+        vectors = images.ndim == 2
+        where = f"{name}:{img_key}"
+        columns = read_npz_columns(keys, get, where) if vectors else {}
+        stored_key = _str_list(get("label_key"))[0] if vectors and "label_key" in keys else None
+        features = _str_list(get("feature_names")) if vectors and "feature_names" in keys else None
     split_tag = f":{split}" if prefix else ""
-    where = f"{name}:{img_key}"
     if labels_file is not None:
-        labels, names = read_labels_file(labels_file), None
+        labels, names, columns, stored_key = read_labels_file(labels_file), None, {}, None
         where = f"{name}:{img_key} with labels {Path(labels_file).name}"
+    if vectors:
+        return build_vector_dataset(
+            images,
+            opts=opts,
+            where=where,
+            id_prefix=name,
+            source=str(path),
+            labels=labels,
+            label_names=names,
+            factors=factors,
+            factor_names=fnames,
+            columns=columns,
+            label_key=label_key,
+            label_column=stored_key or "label",
+            feature_names=features,
+        )
     return build_array_dataset(
         images,
         opts=opts,
@@ -384,13 +405,64 @@ def open_npz(
     )
 
 
+# Arrays that describe the data rather than hold it: never taken for the vectors.
+_NOT_DATA = ("labels", "factors", "label_names", "factor_names", "feature_names", "label_key")
+
+
+def _is_data_name(key: str) -> bool:
+    stem = key.rsplit("/", 1)[-1]
+    return not (
+        key.startswith((f"{COLUMNS_GROUP}/", f"{CATEGORIES_PREFIX}/"))
+        or stem in _NOT_DATA
+        or stem.endswith(("_labels", "_factors"))
+    )
+
+
+def _npz_shape(npz: Any, key: str) -> tuple[int, ...]:
+    """The shape of an ``.npz`` entry from its header, without reading the array."""
+    try:
+        with npz.zip.open(f"{key}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape = read(fh)[0]
+    except (AttributeError, KeyError, OSError, ValueError):
+        shape = np.asarray(npz[key]).shape
+    return tuple(int(x) for x in shape)
+
+
+def _npz_vector_key(npz: Any, keys: list[str], path: str) -> str | None:
+    """The vectors of an ``.npz`` without images: a 2-D array with one of the
+    :data:`VECTOR_KEYS` names, else the only 2-D array holding data; None when there is none.
+
+    Raises:
+        DataError: Several 2-D arrays could be the vectors (the message lists them).
+    """
+    shapes = {k: _npz_shape(npz, k) for k in keys}
+    named = [k for k in VECTOR_KEYS if k in shapes and len(shapes[k]) == 2]
+    if named:
+        return named[0]
+    matrices = [k for k in keys if len(shapes[k]) == 2 and _is_data_name(k)]
+    if len(matrices) > 1:
+        listing = ", ".join(f"{k} {shapes[k]}" for k in matrices)
+        raise DataError(
+            f"{path} has several arrays that could be the vectors ({listing}); name one with "
+            "--data-key."
+        )
+    return matrices[0] if matrices else None
+
+
 # --------------------------------------------------------------------------- .npy
 
 
 def open_npy(
     path: str, *, opts: Options, labels_file: str | None, label_key: str | None = None
 ) -> ImageDataset:
-    """Open an ``.npy`` image stack (memory-mapped) with an optional labels file.
+    """Open an ``.npy`` image stack, or (N, F) vectors, memory-mapped, with an optional labels
+    file.
 
     Raises:
         DataError: Not an npy, bad shape, labels that do not match.
@@ -402,6 +474,16 @@ def open_npy(
         raise DataError(f"cannot read {path} as .npy: {exc}.") from exc
     labels = None if labels_file is None else read_labels_file(labels_file)
     where = name if labels_file is None else f"{name} with labels {Path(labels_file).name}"
+    if images.ndim == 2:
+        return build_vector_dataset(
+            images,
+            opts=opts,
+            where=where,
+            id_prefix=name,
+            source=str(path),
+            labels=labels,
+            label_key=label_key,
+        )
     return build_array_dataset(
         images,
         opts=opts,
@@ -427,12 +509,14 @@ def open_hdf5(
     labels_file: str | None,
     label_key: str | None = None,
 ) -> ImageDataset:
-    """Open images (and labels, factors) from an HDF5 file.
+    """Open images or vectors (and labels, factors) from an HDF5 file.
 
     Without ``images_key`` the images are ``/images``, ``/{split}_images``, or the only dataset
-    of 3 or 4 dimensions; labels are ``labels`` beside the images (or ``{split}_labels``).
-    Label and factor names come from a ``label_names`` / ``factor_names`` attribute of the
-    file's root or of the dataset.
+    of 3 or 4 dimensions; failing those, the vectors are a 2-D dataset named ``x``, ``X``,
+    ``features``, ``data`` or ``vectors``, or the only 2-D dataset holding data. Labels are
+    ``labels`` beside the images (or ``{split}_labels``). Label and factor names come from a
+    ``label_names`` / ``factor_names`` attribute of the file's root or of the dataset; vectors
+    also take ``feature_names`` (a dataset or attribute) and the ``/columns`` group.
 
     Raises:
         DataError: Not HDF5, no or ambiguous images dataset (the message lists them).
@@ -462,13 +546,12 @@ def open_hdf5(
             img_key = f"{split}_images"
         else:
             stacks = [k for k, s in datasets.items() if len(s) in (3, 4)]
-            if len(stacks) != 1:
-                what = "several" if stacks else "no"
+            if len(stacks) > 1:
                 raise DataError(
-                    f"{path} has {what} datasets that could be images ({listing}); name one "
+                    f"{path} has several datasets that could be images ({listing}); name one "
                     "with --images-key."
                 )
-            img_key = stacks[0]
+            img_key = stacks[0] if stacks else _h5_vector_key(datasets, path, listing)
         parent = img_key.rsplit("/", 1)[0] + "/" if "/" in img_key else ""
         stem = img_key.rsplit("/", 1)[-1]
         tag = stem[: -len("images")] if stem.endswith("images") else ""
@@ -485,6 +568,17 @@ def open_hdf5(
             None,
         )
         dset = f[img_key]
+        if len(dset.shape) == 2:
+            return _hdf5_vectors(
+                f,
+                path,
+                img_key,
+                lab_key=lab_key,
+                fac_key=fac_key,
+                opts=opts,
+                labels_file=labels_file,
+                label_key=label_key,
+            )
         stored = None if lab_key is None else np.asarray(f[lab_key][...])
         if stored is not None and stored.dtype.kind in "SO":
             stored = np.array(_str_list(stored))
@@ -509,6 +603,81 @@ def open_hdf5(
             reopen=ArrayRef("hdf5", str(Path(path).resolve()), img_key),
             label_key=label_key,
         )
+
+
+def _h5_vector_key(datasets: dict[str, tuple[int, ...]], path: str, listing: str) -> str:
+    """The vectors of an HDF5 file without images (see :func:`open_hdf5`).
+
+    Raises:
+        DataError: No dataset, or several, could be the vectors (the message lists them).
+    """
+    named = [k for k in VECTOR_KEYS if k in datasets and len(datasets[k]) == 2]
+    if named:
+        return named[0]
+    matrices = [k for k, s in datasets.items() if len(s) == 2 and _is_data_name(k)]
+    if len(matrices) == 1:
+        return matrices[0]
+    if matrices:
+        shown = ", ".join(f"/{k} {datasets[k]}" for k in matrices)
+        raise DataError(
+            f"{path} has several datasets that could be the vectors ({shown}); name one with "
+            "--data-key."
+        )
+    raise DataError(
+        f"{path} has no datasets that could be images or vectors ({listing}); name one with "
+        "--data-key."
+    )
+
+
+def _hdf5_vectors(
+    f: Any,
+    path: str,
+    key: str,
+    *,
+    lab_key: str | None,
+    fac_key: str | None,
+    opts: Options,
+    labels_file: str | None,
+    label_key: str | None,
+) -> ImageDataset:
+    """The (N, F) dataset ``key`` of an open HDF5 file, with what the file stores beside it."""
+    name = Path(path).name
+    dset = f[key]
+    where = f"{name}:/{key}"
+    stored = None if lab_key is None else np.asarray(f[lab_key][...])
+    if stored is not None and stored.dtype.kind in "SO":
+        stored = np.array(_str_list(stored))
+    labels: np.ndarray | LabelTable | None = stored
+    names = _attr_list(f, dset, "label_names", lab_key)
+    factors = None if fac_key is None else np.asarray(f[fac_key][...])
+    fnames = _attr_list(f, dset, "factor_names", fac_key)
+    parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    feature_key = f"{parent}feature_names"
+    if feature_key in f and hasattr(f[feature_key], "shape"):
+        features: list[str] | None = _str_list(f[feature_key][...])
+    else:
+        features = _attr_list(f, dset, "feature_names", None)
+    columns = read_h5_columns(f, where)
+    stored_key = f.attrs.get("label_key")
+    stored_key = stored_key.decode() if isinstance(stored_key, bytes) else stored_key
+    if labels_file is not None:
+        labels, names, columns, stored_key = read_labels_file(labels_file), None, {}, None
+        where += f" with labels {Path(labels_file).name}"
+    return build_vector_dataset(
+        H5Matrix(str(Path(path).resolve()), key),
+        opts=opts,
+        where=where,
+        id_prefix=f"{name}:/{key}",
+        source=f"{path}:/{key}",
+        labels=labels,
+        label_names=names,
+        factors=factors,
+        factor_names=fnames,
+        columns=columns,
+        label_key=label_key,
+        label_column=str(stored_key) if stored_key else "label",
+        feature_names=features,
+    )
 
 
 def _attr_list(f: Any, dset: Any, attr: str, other_key: str | None) -> list[str] | None:

@@ -55,10 +55,9 @@ def detect_layout(shape: tuple[int, ...], where: str) -> str:
             f"{where}: images of shape {tuple(shape)} have no channel axis of 1, 3 or 4 first or "
             "last; expected (N, H, W), (N, H, W, C) or (N, C, H, W)."
         )
-    hint = " (flattened images? reshape them to (N, H, W))" if len(shape) == 2 else ""
     raise DataError(
-        f"{where}: expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W); found shape "
-        f"{tuple(shape)}{hint}."
+        f"{where}: expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W), or vectors "
+        f"(N, F); found shape {tuple(shape)}."
     )
 
 

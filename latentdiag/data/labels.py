@@ -40,11 +40,23 @@ __all__ = [
     "check_column_exists",
     "check_labels",
     "choose_label_column",
+    "is_label_name",
     "read_labels_file",
     "settle_labels",
 ]
 
-_HEADER_NAMES = {"label", "labels", "class", "classes", "target", "y", "category", "modality"}
+_HEADER_NAMES = {
+    "label",
+    "labels",
+    "class",
+    "classes",
+    "target",
+    "y",
+    "category",
+    "modality",
+    "cell_type",
+    "celltype",
+}
 _SNIFF_ROWS = 21  # rows csv.Sniffer looks at: the header candidate and 20 below it
 
 
@@ -227,6 +239,7 @@ def check_labels(
     n_images: int,
     label_names: Sequence[str] | None,
     where: str,
+    noun: str = "image",
 ) -> tuple[np.ndarray | None, list[str] | None]:
     """Validate labels for ``n_images`` images and settle their names.
 
@@ -235,6 +248,7 @@ def check_labels(
         n_images: Number of images they must match.
         label_names: Names stored with the labels, or None.
         where: The source, for messages.
+        noun: What the labels belong to, for messages (``"image"``, ``"row"``).
 
     Returns:
         (int64 labels in 0..k-1, k label names), or (None, None) when the labels are
@@ -249,7 +263,7 @@ def check_labels(
     if arr.ndim == 2 and arr.shape[0] == n_images and arr.shape[1] > 1:
         warn(
             f"{where}: labels of shape {arr.shape} are multi-label; latentdiag needs one label "
-            "per image, so the data is read without labels (pass a labels file to add some)."
+            f"per {noun}, so the data is read without labels (pass a labels file to add some)."
         )
         return None, None
     if arr.ndim != 1:
@@ -258,8 +272,8 @@ def check_labels(
         )
     if arr.shape[0] != n_images:
         raise DataError(
-            f"{where}: {arr.shape[0]:,} labels for {n_images:,} images; expected one label per "
-            "image; check that the labels belong to these images."
+            f"{where}: {arr.shape[0]:,} labels for {n_images:,} {noun}s; expected one label per "
+            f"{noun}; check that the labels belong to these {noun}s."
         )
     if arr.dtype.kind in "US":
         names = natural_sorted({str(v) for v in arr.tolist()})
@@ -306,6 +320,7 @@ def settle_labels(
     where: str,
     label_key: str | None = None,
     label_column: str = "label",
+    noun: str = "image",
 ) -> SettledLabels:
     """The labels and metadata columns of ``n_images`` images.
 
@@ -319,16 +334,19 @@ def settle_labels(
             numeric column named here is grouped by value, see
             :func:`~latentdiag.columns.as_grouping`).
         label_column: The name of the column raw labels become.
+        noun: What the labels belong to, for messages (``"image"``, ``"row"``).
 
     Raises:
         DataError: A table of another length, an unknown ``label_key`` (the message lists the
             columns there are), a label column with missing values, bad labels.
     """
     if isinstance(raw, LabelTable):
-        return _settle_table(raw, n_images=n_images, where=where, label_key=label_key)
+        return _settle_table(raw, n_images=n_images, where=where, label_key=label_key, noun=noun)
     labels = names = None
     if raw is not None:
-        labels, names = check_labels(raw, n_images=n_images, label_names=label_names, where=where)
+        labels, names = check_labels(
+            raw, n_images=n_images, label_names=label_names, where=where, noun=noun
+        )
     columns = None
     if labels is not None and names is not None:
         columns = {label_column: categorical_column(label_column, labels, names)}
@@ -338,12 +356,12 @@ def settle_labels(
 
 
 def _settle_table(
-    table: LabelTable, *, n_images: int, where: str, label_key: str | None
+    table: LabelTable, *, n_images: int, where: str, label_key: str | None, noun: str = "image"
 ) -> SettledLabels:
     if table.n_rows != n_images:
         raise DataError(
-            f"{where}: {table.n_rows:,} labels for {n_images:,} images; expected one label per "
-            "image; check that the labels belong to these images."
+            f"{where}: {table.n_rows:,} labels for {n_images:,} {noun}s; expected one label per "
+            f"{noun}; check that the labels belong to these {noun}s."
         )
     columns = dict(table.columns)
     if label_key is None:
@@ -351,14 +369,16 @@ def _settle_table(
         col = columns[key]
         if col.n_missing:
             raise DataError(
-                f"{where}: {col.n_missing:,} of {len(col):,} images have no label (an empty field "
-                f"in column {key!r}); give every image a label, or choose another column as the "
+                f"{where}: {col.n_missing:,} of {len(col):,} {noun}s have no label (an empty field "
+                f"in column {key!r}); give every {noun} a label, or choose another column as the "
                 "label (--label-key)."
             )
         raw = (
             np.asarray(col.categories, dtype=str)[col.values] if col.is_categorical else col.values
         )
-        labels, names = check_labels(raw, n_images=n_images, label_names=None, where=where)
+        labels, names = check_labels(
+            raw, n_images=n_images, label_names=None, where=where, noun=noun
+        )
         assert labels is not None and names is not None  # a column is 1-D
     else:
         key = label_key
@@ -391,3 +411,10 @@ def check_column_exists(columns: Mapping[str, Column], key: str, *, where: str) 
     """Raise the unknown-column :class:`DataError` (listing the columns) unless ``key`` is one."""
     if key not in columns:
         choose_label_column(columns, key, where=where)  # raises: no such column
+
+
+def is_label_name(name: str) -> bool:
+    """Whether a column name says it is a label (``label``, ``class``, ``modality``,
+    ``cell_type``…; case-insensitive): the default label of tables and AnnData, and the
+    header names of a labels file."""
+    return name.lower() in _HEADER_NAMES

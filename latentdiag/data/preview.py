@@ -1,4 +1,5 @@
-"""A labelled grid of example images from any dataset (``latentdiag data preview``)."""
+"""A labelled grid of example images from any dataset (``latentdiag data preview``); vector
+data gets a feature heatmap and a PCA scatter instead (:mod:`latentdiag.data.vector_preview`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ def save_preview(
     """Draw ``per_label`` random images of each label in a row, the label name on the left.
 
     Unlabelled data gets a plain grid of ``4 × per_label`` images. Images are shown at an
-    integer zoom with nearest-neighbour pixels, so what you see is what a model gets.
+    integer zoom with nearest-neighbour pixels, so what you see is what a model gets. Vector
+    data (``ds.kind == "vectors"``) gets a per-label feature heatmap and a PCA scatter
+    (:func:`~latentdiag.data.vector_preview.save_vector_preview`; ``per_label`` unused).
 
     Args:
         ds: Any dataset.
@@ -65,6 +68,10 @@ def save_preview(
     out = Path(out)
     if per_label < 1:
         raise ReportError(f"images per label must be at least 1; got {per_label}.")
+    if ds.kind == "vectors":
+        from latentdiag.data.vector_preview import save_vector_preview
+
+        return save_vector_preview(ds, out, max_labels=max_labels, seed=seed, title=title)
     rng = np.random.default_rng([seed, 0x9AE7])
     labels = dataset_labels(ds)
     rows: list[tuple[str, np.ndarray]] = []

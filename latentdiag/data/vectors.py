@@ -37,19 +37,34 @@ def _dense(block: Any) -> np.ndarray:
 def feature_stats(matrix: Any, *, block_rows: int = _PASS_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation (float64) in one pass over row blocks.
 
+    Dense blocks are merged with Chan et al.'s pairwise update (no cancellation for features
+    with a large mean); sparse blocks are summed without densifying them.
     Constant features get a standard deviation of 1, so standardizing leaves them at 0.
     """
     n = int(matrix.shape[0])
-    total = np.zeros(int(matrix.shape[1]), dtype=np.float64)
-    squares = np.zeros_like(total)
+    f = int(matrix.shape[1])
+    mean = np.zeros(f, dtype=np.float64)
+    m2 = np.zeros(f, dtype=np.float64)  # sum of squared deviations from the running mean
+    seen = 0
     for start in range(0, n, block_rows):
-        block = _dense(matrix[start : min(start + block_rows, n)]).astype(np.float64)
-        total += block.sum(axis=0)
-        squares += np.square(block).sum(axis=0)
-    mean = total / max(n, 1)
-    var = np.maximum(squares / max(n, 1) - mean**2, 0.0)
-    std = np.sqrt(var)
-    std[~(std > 1e-12)] = 1.0
+        raw = matrix[start : min(start + block_rows, n)]
+        rows = int(raw.shape[0])
+        if is_sparse(raw):
+            block = raw.astype(np.float64)
+            b_mean = np.asarray(block.sum(axis=0)).ravel() / rows
+            b_m2 = np.asarray(block.multiply(block).sum(axis=0)).ravel() - rows * b_mean**2
+            b_m2 = np.maximum(b_m2, 0.0)
+        else:
+            dense = np.asarray(raw, dtype=np.float64)
+            b_mean = dense.mean(axis=0)
+            b_m2 = np.square(dense - b_mean).sum(axis=0)
+        total = seen + rows
+        delta = b_mean - mean
+        mean += delta * (rows / total)
+        m2 += b_m2 + delta**2 * (seen * rows / total)
+        seen = total
+    std = np.sqrt(m2 / max(n, 1))
+    std[~(std > 1e-12 * np.maximum(np.abs(mean), 1.0))] = 1.0
     return mean, std
 
 
