@@ -167,6 +167,11 @@ def data_fingerprint(dataset: Any) -> dict[str, Any]:
     h = hashlib.sha256()
     if rows is not None:
         h.update(b"rows:" + rows.astype("int64").tobytes())
+    names = getattr(root, "feature_names", None)
+    if names:
+        out["features_sha256"] = hashlib.sha256("\n".join(map(str, names)).encode()).hexdigest()[
+            :16
+        ]
     paths = getattr(root, "paths", None)
     if isinstance(paths, list):
         h.update("\n".join(paths).encode())

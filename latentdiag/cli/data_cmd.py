@@ -102,6 +102,16 @@ def data_source_options(f: F) -> F:
     return f
 
 
+def data_option_names() -> list[str]:
+    """The parameter names :func:`data_source_options` adds (``size``, ``labels_file``, ...),
+    so a command can hand every one of them on without listing them again."""
+
+    def probe() -> None: ...
+
+    decorated: Any = data_source_options(probe)
+    return [str(p.name) for p in getattr(decorated, "__click_params__", [])]
+
+
 def open_from_options(source: str, *, seed: int, **options: Any) -> Any:
     """``open_dataset`` with the values of :func:`data_source_options`."""
     from latentdiag.data import open_dataset

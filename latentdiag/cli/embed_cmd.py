@@ -10,7 +10,12 @@ from typing import Any
 import click
 
 from latentdiag.cli._common import console, device_option, echo_json, json_option, seed_option
-from latentdiag.cli.data_cmd import data_source_options, one_line_warnings, open_from_options
+from latentdiag.cli.data_cmd import (
+    data_option_names,
+    data_source_options,
+    one_line_warnings,
+    open_from_options,
+)
 
 
 @click.command("embed")
@@ -179,11 +184,7 @@ def _open_data(data: str, runner: Any, opts: dict[str, Any]) -> Any:
     from latentdiag.runners.preprocess import data_hint
 
     size, channels = data_hint(runner.spec)
-    keys = (
-        "size", "channels", "split", "labels_file", "images_key", "labels_key", "label_key", "n",
-        "strict",
-    )  # fmt: skip
-    options = {k: opts[k] for k in keys}
+    options = {k: opts[k] for k in data_option_names()}
     options["size"] = options["size"] or size
     options["channels"] = options["channels"] or channels
     with one_line_warnings():

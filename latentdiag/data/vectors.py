@@ -140,7 +140,7 @@ class VectorDataset(ImageDataset):
         self.standardize = None
         if standardize is not None:
             mean, std = (np.asarray(a, dtype=np.float64).reshape(f) for a in standardize)
-            self.standardize = (mean.astype(np.float32), (1.0 / std).astype(np.float32))
+            self.standardize = (mean, 1.0 / std)
         self.channels = 0
         self.size = 0
         self.source = source
@@ -175,10 +175,11 @@ class VectorDataset(ImageDataset):
             read = np.asarray(self.vectors[unique])[inverse]
             block = np.empty_like(read)
             block[order] = read
-        x = _dense(block).astype(np.float32, copy=False)
-        if self.standardize is not None:
-            mean, inv_std = self.standardize
-            x = (x - mean) * inv_std
+        if self.standardize is None:
+            return np.ascontiguousarray(_dense(block), dtype=np.float32)
+        # Centre in float64 first: a feature of 1e4 ± 3 keeps its digits.
+        mean, inv_std = self.standardize
+        x = (_dense(block).astype(np.float64) - mean) * inv_std
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def __len__(self) -> int:
