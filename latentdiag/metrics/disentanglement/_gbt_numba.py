@@ -45,12 +45,14 @@ _N_NODES = 2 ** (_MAX_DEPTH + 1) - 1  # a complete tree of depth 3, in heap orde
 
 @njit(nogil=True, cache=True)
 def _grow_tree(  # type: ignore[no-untyped-def]
-    X, order, r, node_of, feature, threshold, is_split, node_n, node_sum, node_sq
+    X, order, xs, r, node_of, feature, threshold, is_split, node_n, node_sum, node_sq, work, rank
 ):
     """Grow one depth-3 regression tree on residuals ``r`` (heap layout: children 2i+1, 2i+2).
 
     Fills ``feature``, ``threshold``, ``is_split`` and the per-node row counts, sums and sums
     of squares; leaves ``node_of[i]`` at each row's leaf. Nodes that do not exist keep n = 0.
+    ``xs[f]`` holds feature f's values in ``order[f]``; ``work`` (6, 8) and ``rank`` (8, d) are
+    scratch space.
 
     Splits of equal merit on different features (in small nodes several features often cut
     the rows the same way) go to the feature first in a random order per node, as
@@ -64,72 +66,76 @@ def _grow_tree(  # type: ignore[no-untyped-def]
         node_sq[j] = 0.0
     for i in range(n):
         node_of[i] = 0
+    best, best_f, best_t, cum_n, cum_s, last = work[0], work[1], work[2], work[3], work[4], work[5]
     first = 0
     for depth in range(_MAX_DEPTH + 1):
         width = 1 << depth
         for i in range(n):
             j = node_of[i]
+            ri = r[i]
             node_n[j] += 1.0
-            node_sum[j] += r[i]
-            node_sq[j] += r[i] * r[i]
+            node_sum[j] += ri
+            node_sq[j] += ri * ri
         if depth == _MAX_DEPTH:
             break
         # Which nodes of this depth may split: at least 2 rows, variance above epsilon.
-        open_ = np.zeros(width, dtype=np.bool_)
         any_open = False
         for w in range(width):
             j = first + w
             c = node_n[j]
+            best[w] = -np.inf
+            best_f[w] = -1.0
+            open_w = False
             if c >= 2.0:
                 mean = node_sum[j] / c
                 if node_sq[j] / c - mean * mean > _EPSILON:
-                    open_[w] = True
+                    open_w = True
                     any_open = True
+            # An open node's slot in cum_n holds 0 before each feature; a closed one -1.
+            cum_n[w] = 0.0 if open_w else -1.0
         if not any_open:
             break
-        best = np.full(width, -np.inf)
-        best_f = np.full(width, -1, dtype=np.int64)
-        best_t = np.zeros(width)
-        rank = np.empty((width, d))
         for w in range(width):
-            rank[w] = np.random.permutation(d)
+            rank[w, :d] = np.random.permutation(d)
         for f in range(d):
-            cum_n = np.zeros(width)
-            cum_s = np.zeros(width)
-            last = np.zeros(width, dtype=np.float32)
+            for w in range(width):
+                if cum_n[w] >= 0.0:
+                    cum_n[w] = 0.0
+                cum_s[w] = 0.0
+            of = order[f]
+            xf = xs[f]
             for q in range(n):
-                i = order[f, q]
+                i = of[q]
                 w = node_of[i] - first
-                if w < 0 or w >= width or not open_[w]:
+                if w < 0 or w >= width or cum_n[w] < 0.0:
                     continue
-                v = X[i, f]
-                if cum_n[w] > 0.0 and v > last[w] + _FEATURE_THRESHOLD:
+                v = xf[q]
+                cn = cum_n[w]
+                if cn > 0.0 and v > np.float32(last[w]) + _FEATURE_THRESHOLD:
                     j = first + w
-                    nl = cum_n[w]
-                    nr = node_n[j] - nl
+                    nr = node_n[j] - cn
                     sl = cum_s[w]
                     sr = node_sum[j] - sl
-                    proxy = sl * sl / nl + sr * sr / nr
-                    take = best_f[w] < 0
+                    proxy = sl * sl / cn + sr * sr / nr
+                    bf = int(best_f[w])
+                    take = bf < 0
                     if not take:
                         tol = 1e-12 * abs(best[w])
                         take = proxy > best[w] + tol or (
-                            f != best_f[w]
-                            and abs(proxy - best[w]) <= tol
-                            and rank[w, f] < rank[w, best_f[w]]
+                            f != bf and abs(proxy - best[w]) <= tol and rank[w, f] < rank[w, bf]
                         )
                     if take:
                         best[w] = proxy
                         best_f[w] = f
-                        best_t[w] = np.float64(last[w]) / 2.0 + np.float64(v) / 2.0
-                cum_n[w] += 1.0
+                        best_t[w] = np.float64(np.float32(last[w])) / 2.0 + np.float64(v) / 2.0
+                cum_n[w] = cn + 1.0
                 cum_s[w] += r[i]
                 last[w] = v
         for w in range(width):
-            if best_f[w] >= 0:
+            if best_f[w] >= 0.0:
                 j = first + w
                 is_split[j] = True
-                feature[j] = best_f[w]
+                feature[j] = int(best_f[w])
                 threshold[j] = best_t[w]
         for i in range(n):
             j = node_of[i]
@@ -172,8 +178,13 @@ def fit_gbt(X, y, X_test, n_classes, n_estimators, learning_rate, seed):  # type
     K = n_classes
     T = 1 if K == 2 else K  # trees per stage
     order = np.empty((d, n), dtype=np.int64)
+    xs = np.empty((d, n), dtype=np.float32)
     for f in range(d):
         order[f] = np.argsort(X[:, f], kind="mergesort")
+        for q in range(n):
+            xs[f, q] = X[order[f, q], f]
+    work = np.zeros((6, 1 << _MAX_DEPTH))
+    rank = np.zeros((1 << _MAX_DEPTH, d))
     counts = np.zeros(K)
     for i in range(n):
         counts[y[i]] += 1.0
@@ -229,7 +240,19 @@ def fit_gbt(X, y, X_test, n_classes, n_estimators, learning_rate, seed):  # type
             for i in range(n):
                 r[i] = neg[i, k]
             _grow_tree(
-                X, order, r, node_of, feature, threshold, is_split, node_n, node_sum, node_sq
+                X,
+                order,
+                xs,
+                r,
+                node_of,
+                feature,
+                threshold,
+                is_split,
+                node_n,
+                node_sum,
+                node_sq,
+                work,
+                rank,
             )
             if is_split[0]:
                 relevant += 1
