@@ -365,19 +365,8 @@ def _mixing_panels(
                 fg.to_png(fig),
             )
         )
-    keys = {
-        "silhouette": "batch_separation.silhouette",
-        "k-NN accuracy": "batch_separation.knn_accuracy",
-        "linear probe accuracy": "batch_separation.linear_probe_accuracy",
-    }
     names = ["all dimensions", *report.partitions]
-    series: dict[str, list[float | None]] = {}
-    for title, key in keys.items():
-        values = [get_path(report.metrics, key)] + [
-            get_path(report.metrics, f"partitions.{p}.{key}") for p in report.partitions
-        ]
-        if any(v is not None for v in values):
-            series[title] = [None if v is None else float(v) for v in values]
+    series = _subspace_series(report, "batch_separation")
     if series:
         fig = fg.partition_figure(
             names,
@@ -398,6 +387,26 @@ def _mixing_panels(
             )
         )
     return panels
+
+
+def _subspace_series(report: FileReport, section: str) -> dict[str, list[float | None]]:
+    """Silhouette, k-NN and probe accuracy of ``section`` for the whole space and each
+    partition, by title: the bars of a per-subspace figure (metrics missing everywhere left
+    out)."""
+    keys = {
+        "silhouette": "silhouette",
+        "k-NN accuracy": "knn_accuracy",
+        "linear probe accuracy": "linear_probe_accuracy",
+    }
+    series: dict[str, list[float | None]] = {}
+    for title, key in keys.items():
+        path = f"{section}.{key}"
+        values = [get_path(report.metrics, path)] + [
+            get_path(report.metrics, f"partitions.{p}.{path}") for p in report.partitions
+        ]
+        if any(v is not None for v in values):
+            series[title] = [None if v is None else float(v) for v in values]
+    return series
 
 
 def _present_names(report: FileReport) -> list[str]:
@@ -489,13 +498,7 @@ def _partition_panels(
     from latentdiag.report import figures as fg
 
     panels: list[Panel] = []
-    metrics = report.metrics
     names = ["all dimensions", *report.partitions]
-    keys = {
-        "silhouette": "separation.silhouette",
-        "k-NN accuracy": "separation.knn_accuracy",
-        "linear probe accuracy": "separation.linear_probe_accuracy",
-    }
     if no_sep:
         panels.append(
             Panel(
@@ -503,13 +506,7 @@ def _partition_panels(
             )
         )
     else:
-        series: dict[str, list[float | None]] = {}
-        for title, key in keys.items():
-            values = [get_path(metrics, key)] + [
-                get_path(metrics, f"partitions.{p}.{key}") for p in report.partitions
-            ]
-            if any(v is not None for v in values):
-                series[title] = [None if v is None else float(v) for v in values]
+        series = _subspace_series(report, "separation")
         if series:
             fig = fg.partition_figure(
                 names,
