@@ -326,7 +326,15 @@ class AnnDataLatents(LatentSource):
 # -- helpers of the reader -------------------------------------------------------------------
 def _check_file(p: Path) -> None:
     if not p.exists():
-        raise StoreError(f"{p} does not exist.")
+        from latentdiag.store._common import partial_path
+
+        hint = ""
+        if partial_path(p).exists():  # `embed -o x.h5ad` writes a latents .partial first
+            hint = (
+                f" An unfinished {partial_path(p).name} exists: the run that writes it was "
+                "interrupted; run the same command again to resume it."
+            )
+        raise StoreError(f"{p} does not exist.{hint}")
     if p.is_dir():
         raise StoreError(f"{p} is a folder; expected an AnnData file (.h5ad).")
     try:
