@@ -9,6 +9,9 @@ Stable API (used by ``latentdiag embed`` and the report)::
 
     model, config = load_run(run_dir)              # the trained model, eval mode, and RunConfig
     encoder, info = load_encoder(run_dir)          # encoder(x, labels) -> (mu, logvar)
+
+The models train on images (conv nets, Bernoulli likelihood) and on feature vectors (MLP nets,
+Gaussian or negative binomial likelihood), chosen from the data.
 """
 
 from __future__ import annotations
@@ -66,24 +69,32 @@ def load_encoder(
 ) -> tuple[EncoderModule, dict[str, Any]]:
     """The encoder of a trained run as a module ``(x, labels) -> (mu, logvar)``, and its facts.
 
-    ``x``: float (B, C, H, W) in [0, 1]; ``labels``: int64 (B,) (ignored when the encoder is
-    unconditional).
+    ``x``: float (B, C, H, W) in [0, 1] — or, for a run trained on vectors, float (B, F), the
+    values as the data stores them (the encoder scales them itself); ``labels``: int64 (B,)
+    (ignored when the encoder is unconditional).
 
     Returns:
         (encoder in eval mode, info) with info keys ``model``, ``conditional``, ``channels``,
-        ``size``, ``label_names``, ``partitions`` ({name: [start, stop]}), ``latent_dim``.
+        ``size``, ``label_names``, ``partitions`` ({name: [start, stop]}), ``latent_dim``; a
+        run trained on vectors has ``features`` (F) and ``likelihood`` instead of
+        ``channels`` and ``size``.
 
     Raises:
         ModelError: The directory holds no readable reference model.
     """
     model, config = load_run(run_dir, device=device)
     encoder = model.encoder_module().eval()
+    spec = model.spec
+    shape: dict[str, Any] = (
+        {"features": spec.n_features, "likelihood": model.likelihood.name}
+        if spec.is_vectors
+        else {"channels": spec.channels, "size": spec.size}
+    )
     info = {
         "model": config.model.name,
         "conditional": bool(model.conditional),
-        "channels": model.spec.channels,
-        "size": model.spec.size,
-        "label_names": list(model.spec.label_names),
+        **shape,
+        "label_names": list(spec.label_names),
         "partitions": {k: [a, b] for k, (a, b) in model.partitions().items()},
         "latent_dim": model.latent_dim,
     }

@@ -4,7 +4,8 @@ A run is described by a :class:`RunConfig` made of three parts:
 
 - ``model``: the model's own dataclass (each model module defines one, e.g.
   :class:`reference_models.disentangled.DisentangledConfig`); its ``name`` picks the model;
-- ``data``: :class:`DataConfig`, where the images come from and how many are held out;
+- ``data``: :class:`DataConfig`, where the images (or feature vectors) come from and how many
+  are held out;
 - ``train``: :class:`TrainConfig`, the optimisation and the machine.
 
 Configs are built from defaults, then a ``--config`` file (JSON or TOML with ``[model]``,
@@ -27,6 +28,7 @@ from typing import Any
 from latentdiag.errors import ConfigError, ModelError
 
 __all__ = [
+    "LIKELIHOODS",
     "RESUMABLE_FIELDS",
     "DataConfig",
     "ModelConfig",
@@ -42,14 +44,24 @@ __all__ = [
 ]
 
 
+# The values of model.likelihood (reference_models.likelihoods implements them).
+LIKELIHOODS = ("auto", "gaussian", "nb")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Fields every model has; each model subclasses it with its own loss weights."""
 
     name: str = "baseline"  # which model: baseline, disentangled, beta-vae, beta-tcvae
     latent_dim: int = 16  # d, the size of z
-    base_channels: int = 32  # channels of the first conv layer; doubled at each downsampling
-    max_channels: int = 256  # cap on the channels of the deepest conv layers
+    base_channels: int = 32  # images: channels of the first conv layer; doubled per downsampling
+    max_channels: int = 256  # images: cap on the channels of the deepest conv layers
+    hidden_dim: int = 256  # vectors: width of the MLP encoder's and decoder's hidden layers
+    hidden_layers: int = 2  # vectors: hidden layers of the encoder, and of the decoder
+    # Vectors: p(x | z). auto = nb (negative binomial, per-feature dispersion, library-size
+    # aware) when every training value is a non-negative integer, else gaussian (learned
+    # per-feature scale). Images always use the Bernoulli likelihood (leave it at auto).
+    likelihood: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -64,9 +76,9 @@ class DataConfig:
     # The metadata column that is the label (a column of a CSV labels file, a folder level such
     # as level2); "" = the source's default label. Older run configs lack it and get "".
     label_key: str = ""
-    n: int = 0  # images to use, a seeded random subset; 0 = all (synthetic: 10000 generated)
-    size: int = 32  # H == W the images are resized to: a power of two from 16 to 256
-    channels: int = 1  # 1 (grey) or 3 (RGB)
+    n: int = 0  # images / rows to use, a seeded subset; 0 = all (built-in synthetic: 10000)
+    size: int = 32  # images: H == W they are resized to, a power of two from 16 to 256
+    channels: int = 1  # images: 1 (grey) or 3 (RGB); vectors are fed as stored, never resized
     heldout: float = 0.2  # fraction held out for evaluation, stratified by label
     in_memory_gb: float = 2.0  # datasets smaller than this are decoded once into memory
 
@@ -246,6 +258,9 @@ def validate(cfg: RunConfig) -> None:
         (t.eval_batch_size >= 1, "train.eval_batch_size", "at least 1", t.eval_batch_size),
         (m.latent_dim >= 1, "model.latent_dim", "at least 1", m.latent_dim),
         (m.base_channels >= 1, "model.base_channels", "at least 1", m.base_channels),
+        (m.hidden_dim >= 1, "model.hidden_dim", "at least 1", m.hidden_dim),
+        (m.hidden_layers >= 1, "model.hidden_layers", "at least 1", m.hidden_layers),
+        (m.likelihood in LIKELIHOODS, "model.likelihood", _one_of(LIKELIHOODS), m.likelihood),
     ]
     for ok, name, expected, got in checks:
         if not ok:
@@ -253,6 +268,10 @@ def validate(cfg: RunConfig) -> None:
     check = getattr(m, "check", None)
     if check is not None:
         check()
+
+
+def _one_of(values: Iterable[str]) -> str:
+    return "one of " + ", ".join(values)
 
 
 _TRUE = {"1", "true", "yes", "on"}

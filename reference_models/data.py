@@ -1,10 +1,15 @@
 """Training data: open the source, split off the held-out set, and serve batches.
 
+Images (C, S, S) and feature vectors (F,) (``kind == "vectors"``: tables, AnnData, an (N, F)
+array, ``synthetic-vectors``) go through the same code; only the opening differs (vectors are
+never resized) and the facts recorded in the :class:`DataSpec`.
+
 Two ways to serve batches, chosen by size:
 
 - *in memory*: when the dataset fits in ``data.in_memory_gb``, every image is decoded once into
-  one tensor (uint8 when the source is uint8) and batches are index lookups — at 32 × 32 on a
-  CPU this is many times faster than a DataLoader that collates item by item;
+  one tensor (uint8 when the source is uint8; vectors as float32 rows) and batches are index
+  lookups — at 32 × 32 on a CPU this is many times faster than a DataLoader that collates item
+  by item;
 - *streaming*: otherwise a DataLoader with worker processes decodes each batch.
 
 Both follow the same batch plan, a pure function of (seed, epoch, rank, world size): that is
@@ -15,19 +20,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from latentdiag.data import ArrayDataset, ImageDataset
+from latentdiag.data import ArrayDataset, ImageDataset, VectorDataset
 from latentdiag.errors import ConfigError, DataError
 from latentdiag.pipeline import worker_context
 from reference_models.base import DataSpec
 from reference_models.config import DataConfig
 
-SYNTHETIC_N = 10000  # images generated for data.source=synthetic when data.n is 0
+SYNTHETIC_N = 10000  # samples generated for the built-in synthetic sources when data.n is 0
+# Built-in sources that generate their data (data.n = 0 means SYNTHETIC_N of them).
+_GENERATED = ("synthetic", "synthetic-vectors", "synthetic-counts")
+_VECTOR_BUILTINS = ("synthetic-vectors", "synthetic-counts")
+# Files that only ever hold vectors; .npy / .npz / HDF5 hold either.
+_VECTOR_SUFFIXES = (".h5ad", ".csv", ".tsv", ".parquet", ".pq")
+# Rows checked for integer values when the vectors are streamed (all of them when in memory).
+_COUNTS_CHECK_ROWS = 20000
 
 __all__ = [
     "TrainingData",
@@ -38,19 +51,21 @@ __all__ = [
 
 
 def open_source(cfg: DataConfig, *, seed: int) -> ImageDataset:
-    """Open ``cfg.source`` with latentdiag's data loaders at the configured size and channels.
+    """Open ``cfg.source`` with latentdiag's data loaders: images at the configured size and
+    channels, vectors as stored.
+
+    A source that may hold either (``.npy``, ``.npz``, HDF5) is opened as images first, the
+    call training has always made; when that fails it is opened again without a size, and
+    kept if it holds vectors.
 
     Raises:
         DataError: The source cannot be opened (the loader's own message).
     """
     from latentdiag.data import open_dataset
 
-    n = cfg.n or (SYNTHETIC_N if cfg.source == "synthetic" else None)
-    return open_dataset(
-        cfg.source,
-        size=cfg.size,
-        channels=cfg.channels,
-        n=n,
+    source = cfg.source
+    common: dict[str, Any] = dict(
+        n=cfg.n or (SYNTHETIC_N if source in _GENERATED else None),
         seed=seed,
         split=cfg.split,
         labels=cfg.labels or None,
@@ -58,6 +73,24 @@ def open_source(cfg: DataConfig, *, seed: int) -> ImageDataset:
         labels_key=cfg.labels_key or None,
         label_key=cfg.label_key or None,
     )
+    path = Path(source).expanduser()
+    if path.exists() and path.is_dir():
+        return open_dataset(source, size=cfg.size, channels=cfg.channels, **common)
+    if path.suffix.lower() in _VECTOR_SUFFIXES or (
+        not path.exists() and source.lower() in _VECTOR_BUILTINS
+    ):
+        return open_dataset(source, **common)
+    try:
+        return open_dataset(source, size=cfg.size, channels=cfg.channels, **common)
+    except DataError as as_images:
+        if not path.is_file():
+            raise
+        # A vector file refuses a size before anything else, so its real problem, if any,
+        # is what the second opening says.
+        ds = open_dataset(source, **common)
+        if ds.kind != "vectors":
+            raise as_images from None
+        return ds
 
 
 def heldout_split(
@@ -106,7 +139,8 @@ class TrainingData:
         train_idx: Dataset indices of the training split.
         heldout_idx: Dataset indices of the held-out split.
         spec: Facts the model is built from.
-        images: All images in memory (N, C, S, S), uint8 or float32; None when streaming.
+        images: All images in memory (N, C, S, S), uint8 or float32 — or all vectors, (N, F)
+            float32; None when streaming.
         labels: (N,) int64 labels (−1 when the source has none).
     """
 
@@ -130,7 +164,8 @@ class TrainingData:
     def batches(
         self, dataset_indices: Sequence[np.ndarray], device: torch.device
     ) -> Iterator[dict[str, Tensor]]:
-        """Yield ``{"image": (B, C, S, S) float in [0, 1], "label": (B,) int64}`` on device."""
+        """Yield ``{"image": (B, C, S, S) float in [0, 1] or (B, F), "label": (B,) int64}`` on
+        device."""
         if self.images is not None:
             for idx in dataset_indices:
                 sel = torch.from_numpy(idx).to(self.images.device)
@@ -164,7 +199,7 @@ class TrainingData:
         ds = self.dataset
         factors = None
         sample_ids: list[str]
-        if isinstance(ds, ArrayDataset):
+        if isinstance(ds, (ArrayDataset, VectorDataset)):
             factors = None if ds.factors is None else ds.factors[idx]
             if ds.sample_ids is None:
                 sample_ids = [f"{ds.source}[{i}]" for i in idx]
@@ -206,15 +241,17 @@ def open_training_data(
             of another size or channel count than configured.
     """
     ds = dataset if dataset is not None else open_source(cfg, seed=seed)
-    if ds.channels != cfg.channels or ds.size != cfg.size:
+    vectors = ds.kind == "vectors"
+    if not vectors and (ds.channels != cfg.channels or ds.size != cfg.size):
         raise DataError(
             f"the data has {ds.channels}-channel {ds.size}×{ds.size} images but the config asks "
             f"for {cfg.channels}-channel {cfg.size}×{cfg.size}; set data.channels / data.size "
             "to match (or --channels / --size)."
         )
     n = len(ds)
+    noun = "rows" if vectors else "images"
     if n < 8:
-        raise DataError(f"training needs at least 8 images; {ds.source or 'the data'} has {n}.")
+        raise DataError(f"training needs at least 8 {noun}; {ds.source or 'the data'} has {n}.")
     images, labels = _materialize(ds, cfg.in_memory_gb)
     if needs_labels and (ds.label_names is None or (labels < 0).any()):
         raise DataError(
@@ -229,12 +266,13 @@ def open_training_data(
         )
     train_idx, heldout_idx = heldout_split(labels, fraction=cfg.heldout, seed=seed)
     spec = DataSpec(
-        channels=ds.channels,
-        size=ds.size,
+        channels=0 if vectors else ds.channels,
+        size=0 if vectors else ds.size,
         label_names=tuple(ds.label_names or ()),
         factor_names=tuple(ds.factor_names or ()),
         n_train=int(train_idx.size),
         source=ds.source or cfg.source,
+        **(_vector_facts(ds, images) if vectors else {}),
     )
     return TrainingData(
         dataset=ds,
@@ -247,9 +285,50 @@ def open_training_data(
     )
 
 
+def _vector_rows(ds: ImageDataset, index: np.ndarray | slice) -> np.ndarray:
+    """Rows of a vector dataset (or of a subset of one) as (len, F) float32."""
+    if isinstance(ds, VectorDataset):
+        return ds.rows(index)
+    parent = getattr(ds, "parent", None)
+    if isinstance(parent, VectorDataset):
+        positions = np.asarray(ds.indices)[index]  # type: ignore[attr-defined]
+        return parent.rows(positions)
+    idx = np.arange(len(ds))[index]
+    return np.stack([np.asarray(ds[int(i)]["image"], np.float32) for i in idx])
+
+
+def _vector_facts(ds: ImageDataset, rows: Tensor | None) -> dict[str, Any]:
+    """``n_features`` and whether the values are counts (non-negative integers) for DataSpec.
+
+    Every row is checked when the vectors are in memory, the first 20,000 when streamed.
+    Standardized data (``--standardize``) is never counts.
+    """
+    if rows is None:
+        rows = torch.from_numpy(_vector_rows(ds, slice(0, min(len(ds), _COUNTS_CHECK_ROWS))))
+    base = getattr(ds, "parent", ds)
+    standardized = getattr(base, "standardize", None) is not None
+    counts = not standardized and bool((rows >= 0).all() and (rows == rows.round()).all())
+    return {"kind": "vectors", "n_features": int(rows.shape[1]), "counts": counts}
+
+
 def _materialize(ds: ImageDataset, budget_gb: float) -> tuple[Tensor | None, np.ndarray]:
-    """(all images as one tensor, or None when over budget; all labels)."""
+    """(all images — or vectors — as one tensor, or None when over budget; all labels)."""
     n = len(ds)
+    if ds.kind == "vectors":
+        n_features = int(_vector_rows(ds, slice(0, 1)).shape[1])
+        labels_attr = getattr(ds, "labels", None)
+        parent = getattr(ds, "parent", None)
+        if labels_attr is not None:
+            labels = np.asarray(labels_attr, dtype=np.int64)
+        elif isinstance(parent, VectorDataset) and parent.labels is not None:
+            labels = parent.labels[np.asarray(ds.indices)]  # type: ignore[attr-defined]
+        elif ds.label_names is None:
+            labels = np.full(n, -1, dtype=np.int64)
+        else:
+            labels = np.array([int(ds[i]["label"]) for i in range(n)], dtype=np.int64)
+        if n * n_features * 4 > budget_gb * 2**30:
+            return None, labels
+        return torch.from_numpy(_vector_rows(ds, slice(None))), labels
     if isinstance(ds, ArrayDataset):
         arr = np.asarray(ds.images)
         labels = ds.labels if ds.labels is not None else np.full(n, -1, dtype=np.int64)

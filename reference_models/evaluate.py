@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from latentdiag.data.base import Subset
 from reference_models import distributed
@@ -35,8 +34,8 @@ class HeldoutResult:
 
     mu: np.ndarray  # (n, d) posterior means, held-out order
     logvar: np.ndarray  # (n, d)
-    recon: np.ndarray  # (n,) Bernoulli NLL of the reconstruction from mu, nats per image
-    mse: np.ndarray  # (n,) mean squared error per pixel of that reconstruction
+    recon: np.ndarray  # (n,) NLL of the reconstruction from mu (the model's likelihood), nats
+    mse: np.ndarray  # (n,) mean squared error per pixel (or feature) of that reconstruction
     metrics: dict[str, float]
 
 
@@ -86,8 +85,10 @@ def evaluate_heldout(
 ) -> HeldoutResult:
     """Encode the held-out split with posterior means and score it.
 
-    Metrics: ``heldout_recon`` (nats per image), ``heldout_mse`` (per pixel),
-    ``silhouette`` (by label, whole z) and ``silhouette_<partition>`` for each partition.
+    Metrics: ``heldout_recon`` (−log p(x | mu) under the model's likelihood, nats per image or
+    row), ``heldout_mse`` (per pixel or feature, of the likelihood's mean, in the data's
+    units), ``silhouette`` (by label, whole z) and ``silhouette_<partition>`` for each
+    partition.
     """
     was_training = model.training
     model.eval()
@@ -101,8 +102,8 @@ def evaluate_heldout(
             mu, logvar = model.encode(x, y)
             logits = model.decode(mu, y)
         logits = logits.float()
-        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-        mse = (torch.sigmoid(logits) - x).pow(2).flatten(1).mean(1)
+        recon = model.likelihood.nll(logits, x)  # (B,)
+        mse = (model.likelihood.mean(logits, x) - x).pow(2).flatten(1).mean(1)
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
         recons.append(recon.cpu())

@@ -1,7 +1,9 @@
 """Export a trained reference encoder to ONNX and check it against PyTorch.
 
-The graph takes ``x`` (B, C, S, S) float32 in [0, 1] and, when the encoder is conditional,
-``label`` (B,) int64; it returns ``mu`` and ``logvar`` (B, d). The batch axis is dynamic.
+The graph takes ``x`` (B, C, S, S) float32 in [0, 1] — or (B, F) float32, the values as the
+data stores them, for a run trained on vectors (the input scaling is part of the graph) —
+and, when the encoder is conditional, ``label`` (B,) int64; it returns ``mu`` and ``logvar``
+(B, d). The batch axis is dynamic.
 
 The legacy TorchScript exporter (``dynamo=False``) is used: it ships with torch and needs no
 extra package, while the torch.export-based exporter that torch ≥ 2.9 uses by default requires
@@ -60,9 +62,10 @@ def export_encoder(
     ir_version: int = DEFAULT_IR_VERSION,
     tolerance: float = _TOLERANCE,
 ) -> dict[str, Any]:
-    """Write the encoder of ``run_dir`` as ONNX and compare it with PyTorch on held-out images.
+    """Write the encoder of ``run_dir`` as ONNX and compare it with PyTorch on held-out inputs.
 
-    The comparison runs onnxruntime (CPU) and PyTorch on the held-out images kept with the run
+    The comparison runs onnxruntime (CPU) and PyTorch on the held-out images (or rows) kept
+    with the run
     (``preview.safetensors``), once as one batch and once as a batch of 3 (the batch axis is
     dynamic), and takes the largest absolute difference over ``mu`` and ``logvar``.
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from reference_models.base import ReferenceVAE
-from reference_models.sampling import reconstruction_grid, sample_grid, tile
+from reference_models.sampling import reconstruction_grid, refuse_vectors, sample_grid, tile
 
 __all__ = ["run_gallery", "traversal_grid"]
 
@@ -45,12 +45,14 @@ def run_gallery(
     shared dimensions first for a partitioned model).
 
     Raises:
-        ModelError: The run cannot be loaded or has no held-out preview.
+        ModelError: The run cannot be loaded or has no held-out preview, or it was trained on
+            vectors (the report shows the message where the figures would be).
     """
     from reference_models import load_run
     from reference_models.checkpoint import load_preview
 
     model, config = load_run(run_dir, device=device)
+    refuse_vectors(model, run_dir, "there are no images to reconstruct, sample or traverse")
     images, labels = load_preview(run_dir)
     out: list[tuple[str, str, np.ndarray]] = [
         (

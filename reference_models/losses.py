@@ -1,8 +1,8 @@
 """Loss terms of the reference models; pure functions of tensors, one per idea.
 
-Conventions: a batch of B samples, latents (B, d). Per-sample terms are summed over pixels or
-dimensions and averaged over the batch, so the reconstruction and KL terms keep their ELBO
-scale whatever the image size.
+Conventions: a batch of B samples, latents (B, d). Per-sample terms are summed over pixels,
+features or dimensions and averaged over the batch, so the reconstruction and KL terms keep
+their ELBO scale (nats per sample) whatever the image size or number of features.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from torch import Tensor
 __all__ = [
     "bce_reconstruction",
     "between_label_share",
+    "gaussian_nll",
     "grad_reverse",
     "kl_normal",
+    "negative_binomial_nll",
     "reparameterize",
     "separation_hinge",
     "supervised_contrastive",
@@ -40,6 +42,48 @@ def bce_reconstruction(logits: Tensor, x: Tensor) -> Tensor:
     cross-entropy for soft targets, minimised at logits = logit(x)).
     """
     return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none").flatten(1).sum(1)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+    """Gaussian negative log-likelihood of x, summed over features; (B,).
+
+    Per feature: ½·log 2π + log σ + ½·((x − m) / σ)², with σ = exp(log_scale).
+
+    Args:
+        x: (B, F) observed values.
+        mean: (B, F) means.
+        log_scale: (F,) or (B, F) log standard deviations.
+    """
+    z = (x - mean) * torch.exp(-log_scale)
+    return (0.5 * _LOG_2PI + log_scale + 0.5 * z.pow(2)).sum(-1)
+
+
+def negative_binomial_nll(x: Tensor, log_mean: Tensor, log_theta: Tensor) -> Tensor:
+    """Negative binomial negative log-likelihood of counts x, summed over features; (B,).
+
+    The mean / inverse-dispersion parameterisation of scVI (Lopez et al. 2018): mean μ,
+    variance μ + μ²/θ. Per feature::
+
+        −log p(x) = −[lgamma(x + θ) − lgamma(θ) − lgamma(x + 1)
+                      + θ·(log θ − log(θ + μ)) + x·(log μ − log(θ + μ))]
+
+    which is ``torch.distributions.NegativeBinomial(total_count=θ, logits=log μ − log θ)``.
+
+    Args:
+        x: (B, F) non-negative counts (as floats).
+        log_mean: (B, F) log μ.
+        log_theta: (F,) or (B, F) log θ (θ → ∞ is the Poisson limit).
+    """
+    theta = torch.exp(log_theta)
+    log_theta_mu = torch.logaddexp(log_theta, log_mean)  # log(θ + μ), stable
+    log_p = (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+        + theta * (log_theta - log_theta_mu)
+        + x * (log_mean - log_theta_mu)
+    )
+    return -log_p.sum(-1)
 
 
 def kl_normal(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None) -> Tensor:

@@ -16,6 +16,7 @@ from reference_models.base import ReferenceVAE
 __all__ = [
     "generate",
     "reconstruction_grid",
+    "refuse_vectors",
     "resolve_label",
     "sample_grid",
     "save_png",
@@ -41,6 +42,20 @@ def tile(images: np.ndarray | Tensor, *, ncols: int, pad: int = 2, scale: int = 
         y0, x0 = pad + r * (s + pad), pad + col * (s + pad)
         grid[y0 : y0 + s, x0 : x0 + s] = arr[i]
     return (grid * 255.0 + 0.5).astype(np.uint8)
+
+
+def refuse_vectors(
+    model: ReferenceVAE, run_dir: str | os.PathLike[str], what: str, hint: str = ""
+) -> None:
+    """Raise ModelError when ``model`` was trained on vectors: image grids need images.
+
+    Raises:
+        ModelError: ``"RUN was trained on vector data (...); {what}.{hint}"``.
+    """
+    if model.spec.is_vectors:
+        raise ModelError(
+            f"{run_dir} was trained on vector data ({model.spec.describe()}); {what}.{hint}"
+        )
 
 
 def _scale_for(size: int) -> int:
@@ -143,6 +158,13 @@ def write_samples(
     if n < 1:
         raise ModelError(f"the number of samples must be at least 1; got {n}.")
     model, _ = load_run(run_dir, device=pick_device(device))
+    refuse_vectors(
+        model,
+        run_dir,
+        "latentdiag sample draws images only",
+        f" Embed the data with `latentdiag embed {run_dir} DATA -o latents.h5` and look at the "
+        "latents with `latentdiag report` instead.",
+    )
     index = resolve_label(model, label)
     out = save_png(sample_grid(model, label=index, n=n, seed=seed), out_path)
     recon_path = None

@@ -184,9 +184,12 @@ def _train(
         optimizer.load_state_dict(ckpt.optimizer_state)
         state = ckpt.state
         _restore_rng(ckpt, info, device)
-    elif info.enabled:
-        # Same initial weights everywhere (seeded above); a different noise stream per process.
-        torch.manual_seed(tc.seed * 1009 + info.rank + 1)
+    else:
+        _prepare(model, data, tc, info, device)
+        if info.enabled:
+            # Same initial weights everywhere (seeded above); a different noise stream per
+            # process.
+            torch.manual_seed(tc.seed * 1009 + info.rank + 1)
     net: torch.nn.Module = model
     if info.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -381,6 +384,35 @@ def _restore_rng(ckpt: Any, info: distributed.DistInfo, device: torch.device) ->
         torch.cuda.set_rng_state(ckpt.cuda_rng[info.rank].clone(), device)
 
 
+def _share(data: TrainingData, tc: Any, info: distributed.DistInfo) -> list[np.ndarray]:
+    """This process's share of the training split, in chunks of ``eval_batch_size``."""
+    n = int(data.train_idx.size)
+    mine = np.arange(info.rank, n, info.world_size)
+    return [
+        data.train_idx[mine[i : i + tc.eval_batch_size]]
+        for i in range(0, mine.size, tc.eval_batch_size)
+    ]
+
+
+def _prepare(
+    model: ReferenceVAE,
+    data: TrainingData,
+    tc: Any,
+    info: distributed.DistInfo,
+    device: torch.device,
+) -> None:
+    """Let a new model fit the statistics of the training split it needs before its first step
+    (the vector nets' input scaling), summed over processes."""
+    if not model.needs_prepare:
+        return  # images: nothing to fit, no pass over the data
+    chunks = _share(data, tc, info)
+
+    def rows() -> Any:
+        return (batch["image"] for batch in data.batches(chunks, device))
+
+    model.prepare(rows, distributed.all_reduce_sum, device=device)
+
+
 def _calibrate(
     model: ReferenceVAE,
     data: TrainingData,
@@ -392,12 +424,7 @@ def _calibrate(
     training split (summed over processes by ``reduce``)."""
     if type(model).calibrate is ReferenceVAE.calibrate:
         return  # the model keeps no statistics: skip the pass over the data
-    n = int(data.train_idx.size)
-    mine = np.arange(info.rank, n, info.world_size)
-    chunks = [
-        data.train_idx[mine[i : i + tc.eval_batch_size]]
-        for i in range(0, mine.size, tc.eval_batch_size)
-    ]
+    chunks = _share(data, tc, info)
     was_training = model.training
     model.eval()
     with torch.no_grad(), autocast(device, tc.bf16):
@@ -406,7 +433,7 @@ def _calibrate(
 
 
 def _save_preview(run_dir: Path, data: TrainingData, per_label: int = 8) -> None:
-    """Keep up to ``per_label`` held-out images of each label (64 at most)."""
+    """Keep up to ``per_label`` held-out images (or rows) of each label (64 at most)."""
     labels = data.labels[data.heldout_idx]
     picks = [np.flatnonzero(labels == v)[:per_label] for v in np.unique(labels)]
     positions = np.sort(np.concatenate(picks))[:64]

@@ -24,9 +24,10 @@ from latentdiag.cli._common import console, echo_json, json_option
 def export_command(run_dir, out, opset, ir_version, as_json):
     """Export a trained reference encoder to ONNX, checked against PyTorch.
 
-    Inputs x (B, C, S, S float32 in [0, 1]) and, when the encoder is conditional, label (B,
-    int64); outputs mu and logvar; dynamic batch. The check runs onnxruntime and PyTorch on
-    held-out images kept with the run.
+    Inputs x (B, C, S, S float32 in [0, 1], or B, F float32 as stored for a run trained on
+    vectors) and, when the encoder is conditional, label (B, int64); outputs mu and logvar;
+    dynamic batch. The check runs onnxruntime and PyTorch on held-out images (or rows)
+    kept with the run.
 
     Fails (exit 1, no file) when the largest absolute difference exceeds 1e-4.
 

@@ -28,6 +28,8 @@ from latentdiag.cli._common import console, device_option, echo_json, json_optio
 def sample_command(run_dir, label, n, out, reconstructions, seed, device, as_json):
     """Generate images from a trained reference model, conditioned on a label.
 
+    Image runs only: a run trained on vector data is refused (embed its data instead).
+
     \b
     Examples:
       latentdiag sample runs/disentangled --label oct -n 16 -o oct.png

@@ -12,19 +12,24 @@ _MODELS = ("baseline", "disentangled", "beta-vae", "beta-tcvae")
 @click.command("train")
 @click.option("--model", type=click.Choice(_MODELS), help="Which reference model to train.")
 @click.option(
-    "--data", "source", help="Data source: synthetic (default), digits, a folder, .npz, .npy, .h5."
+    "--data",
+    "source",
+    help="Data source: synthetic (default), digits, a folder, .npz, .npy, .h5; or vectors: "
+    "synthetic-vectors, synthetic-counts, .h5ad, .csv, .parquet, an (N, F) array.",
 )
 @click.option("--epochs", type=int, help="Passes over the training split (default 10).")
 @click.option("--batch-size", type=int, help="Global batch size (default 128).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
-@click.option("--size", type=int, help="Image size S (S × S pixels; default 32).")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="1 (grey, default) or 3 (RGB).")
+@click.option("--size", type=int, help="Images: size S (S × S pixels; default 32).")
+@click.option(
+    "--channels", type=click.Choice(["1", "3"]), help="Images: 1 (grey, default) or 3 (RGB)."
+)
 @click.option(
     "--n",
     "--n-images",
     "n_images",
     type=int,
-    help="Images to use; 0 = all (default; synthetic: 10000).",
+    help="Images or rows to use; 0 = all (default; built-in synthetic data: 10000).",
 )
 @click.option(
     "--label-key",
@@ -78,6 +83,10 @@ def train_command(
     latents.h5 of the held-out set, ready for `latentdiag report`. Any config field can be set
     with --set SECTION.FIELD=VALUE or a --config file (docs/models.md lists them).
 
+    Vector data (tables, AnnData, (N, F) arrays, synthetic-vectors) trains the same models with
+    MLP nets and a likelihood picked from the data: negative binomial for non-negative integer
+    counts, Gaussian otherwise (--set model.likelihood=gaussian|nb to choose).
+
     Runs unchanged under `torchrun --nproc_per_node=N -m latentdiag train ...` (there, write
     --n-images: torchrun takes --n for an abbreviation of its own options).
 
@@ -86,6 +95,7 @@ def train_command(
       latentdiag train --model baseline
       latentdiag train --model disentangled --epochs 20 --set model.margin=20
       latentdiag train --model disentangled --out runs/disentangled --resume
+      latentdiag train --model disentangled --data cells.h5ad --label-key cell_type
       latentdiag report runs/disentangled/latents.h5 -o report/
     """
     from reference_models.config import config_for_command

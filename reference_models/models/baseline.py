@@ -17,8 +17,7 @@ from torch import Tensor
 from latentdiag.errors import ConfigError
 from reference_models.base import DataSpec, ReferenceVAE
 from reference_models.config import ModelConfig
-from reference_models.losses import bce_reconstruction, kl_normal, reparameterize
-from reference_models.nets import ConvDecoder, ConvEncoder
+from reference_models.losses import kl_normal, reparameterize
 
 __all__ = ["BaselineConfig", "ConditionalVAE"]
 
@@ -46,9 +45,9 @@ class ConditionalVAE(ReferenceVAE):
 
     def __init__(self, config: BaselineConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        common = self.net_args(n_labels=spec.n_labels, embed_dim=config.embed_dim)
-        self.encoder = ConvEncoder(**common)
-        self.decoder = ConvDecoder(**common)
+        common = dict(n_labels=spec.n_labels, embed_dim=config.embed_dim)
+        self.encoder = self.make_encoder(**common)
+        self.decoder = self.make_decoder(**common)
 
     @property
     def conditional(self) -> bool:
@@ -65,7 +64,7 @@ class ConditionalVAE(ReferenceVAE):
         mu, logvar = self.encode(x, y)
         mu, logvar = mu.float(), logvar.float()  # losses in float32 under autocast
         z = reparameterize(mu, logvar)  # (B, d)
-        recon = bce_reconstruction(self.decode(z, y), x).mean()
+        recon = self.reconstruction(self.decode(z, y), x)
         kl = kl_normal(mu, logvar).sum(1).mean()
         return {"loss": recon + self.config.kl_weight * kl, "recon": recon, "kl": kl}
 

@@ -20,8 +20,7 @@ from torch import Tensor
 from latentdiag.errors import ConfigError
 from reference_models.base import DataSpec, ReferenceVAE
 from reference_models.config import ModelConfig
-from reference_models.losses import bce_reconstruction, kl_normal, reparameterize, tc_decomposition
-from reference_models.nets import ConvDecoder, ConvEncoder
+from reference_models.losses import kl_normal, reparameterize, tc_decomposition
 
 __all__ = ["BetaTCVAE", "BetaTCVAEConfig", "BetaVAE", "BetaVAEConfig"]
 
@@ -61,9 +60,8 @@ class BetaVAE(ReferenceVAE):
 
     def __init__(self, config: ModelConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        common = self.net_args()
-        self.encoder = ConvEncoder(**common)
-        self.decoder = ConvDecoder(**common)
+        self.encoder = self.make_encoder()
+        self.decoder = self.make_decoder()
 
     @property
     def conditional(self) -> bool:
@@ -79,7 +77,7 @@ class BetaVAE(ReferenceVAE):
         mu, logvar = self.encode(x)
         mu, logvar = mu.float(), logvar.float()  # losses in float32 under autocast
         z = reparameterize(mu, logvar)  # (B, d)
-        recon = bce_reconstruction(self.decode(z), x).mean()
+        recon = self.reconstruction(self.decode(z), x)
         return mu, logvar, z, recon
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

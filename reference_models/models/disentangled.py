@@ -56,7 +56,6 @@ from latentdiag.errors import ConfigError
 from reference_models.base import DataSpec, ReferenceVAE
 from reference_models.config import ModelConfig
 from reference_models.losses import (
-    bce_reconstruction,
     between_label_share,
     grad_reverse,
     kl_normal,
@@ -64,7 +63,6 @@ from reference_models.losses import (
     separation_hinge,
     supervised_contrastive,
 )
-from reference_models.nets import ConvDecoder, ConvEncoder
 
 __all__ = ["DisentangledConditionalVAE", "DisentangledConfig"]
 
@@ -133,11 +131,13 @@ class DisentangledConditionalVAE(ReferenceVAE):
     def __init__(self, config: DisentangledConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
         k = spec.n_labels
-        common = self.net_args(n_labels=k, embed_dim=config.embed_dim)
         blind = config.latent_dim - config.shared_dim if config.modality_from_image else 0
-        enc = dict(common, n_labels=k if config.condition_encoder else 0, blind_dims=blind)
-        self.encoder = ConvEncoder(**enc)
-        self.decoder = ConvDecoder(**common, n_heads=k)
+        self.encoder = self.make_encoder(
+            n_labels=k if config.condition_encoder else 0,
+            embed_dim=config.embed_dim,
+            blind_dims=blind,
+        )
+        self.decoder = self.make_decoder(n_labels=k, embed_dim=config.embed_dim, n_heads=k)
         self.shared_dim = config.shared_dim
         self.modality_dim = config.latent_dim - config.shared_dim
         # Means of p(z_modality | y): the running mean of each modality's posterior means (see
@@ -235,7 +235,7 @@ class DisentangledConditionalVAE(ReferenceVAE):
         mu, logvar = mu.float(), logvar.float()  # losses in float32 under autocast
         s = self.shared_dim
         z = reparameterize(mu, logvar)  # (B, d)
-        recon = bce_reconstruction(self.decode(z, y), x).mean()
+        recon = self.reconstruction(self.decode(z, y), x)
 
         mu_s, mu_m = mu[:, :s], mu[:, s:]  # (B, d_s), (B, d_m): the posterior means
         if self.training:
