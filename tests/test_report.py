@@ -494,7 +494,7 @@ def test_umap_projection(tmp_path: Path) -> None:
     lat = make_latents(tmp_path / "lat.h5")
     result = build_report([lat], tmp_path / "rep", projection=("umap",))
     assert (result.out_dir / "figures/lat/projections-umap.png").exists()
-    assert "UMAP (15 neighbours)" in result.html.read_text(encoding="utf-8")
+    assert "UMAP (15 exact neighbours)" in result.html.read_text(encoding="utf-8")
 
 
 # -- the command ------------------------------------------------------------------------------
