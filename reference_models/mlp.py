@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from reference_models.nets import LatentHeads
+
 __all__ = [
     "FeatureInput",
     "FeatureStats",
@@ -175,7 +177,7 @@ def _stack(n_in: int, hidden: int, layers: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*mods), width
 
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(LatentHeads, nn.Module):
     """x (B, F) raw features [+ labels (B,)] -> (mu, logvar), each (B, latent_dim).
 
     ``hidden_layers − 1`` shared hidden layers read the scaled input; each head adds one more
@@ -210,31 +212,19 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.input = FeatureInput(n_features, counts=counts)
         self.features, flat = _stack(n_features, hidden_dim, hidden_layers - 1)
-        self.conditional = n_labels > 0
-        self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
-        head_in = flat + (embed_dim if self.conditional else 0)
-        assert 0 <= blind_dims < latent_dim or (blind_dims == latent_dim and not self.conditional)
-        self.blind_dims = blind_dims if self.conditional else 0
-        seen = latent_dim - self.blind_dims
-        self.head = nn.Sequential(*_block(head_in, hidden_dim), nn.Linear(hidden_dim, 2 * seen))
-        self.blind_head = (
-            nn.Sequential(*_block(flat, hidden_dim), nn.Linear(hidden_dim, 2 * self.blind_dims))
-            if self.blind_dims
-            else None
+        self.build_heads(
+            flat,
+            latent_dim=latent_dim,
+            n_labels=n_labels,
+            embed_dim=embed_dim,
+            blind_dims=blind_dims,
+            hidden=lambda n_in: _block(n_in, hidden_dim),
+            hidden_dim=hidden_dim,
         )
-        self.latent_dim = latent_dim
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         feats = self.features(self.input(x))  # (B, h)
-        h = feats
-        if self.embed is not None:
-            assert labels is not None, "a conditional encoder needs labels"
-            h = torch.cat([feats, self.embed(labels)], dim=1)  # (B, h + e)
-        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d − blind) each
-        if self.blind_head is not None:
-            mu_b, logvar_b = self.blind_head(feats).chunk(2, dim=1)  # (B, blind) each
-            mu, logvar = torch.cat([mu, mu_b], dim=1), torch.cat([logvar, logvar_b], dim=1)
-        return mu, logvar
+        return self.read_out(feats, labels)
 
 
 class MLPDecoder(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,56 @@ def stage_channels(size: int, base: int, cap: int) -> list[int]:
     return [min(base * 2**i, cap) for i in range(n_stages)]
 
 
-class ConvEncoder(nn.Module):
+class LatentHeads:
+    """The read-out shared by every encoder body: features [+ label embedding] -> (mu, logvar).
+
+    A mixin rather than a submodule, so the parameters keep the names checkpoints use
+    (``embed``, ``head``, ``blind_head``). The last ``blind_dims`` dimensions come from a head
+    that sees the features alone, never the label.
+    """
+
+    embed: nn.Embedding | None
+    head: nn.Sequential
+    blind_head: nn.Sequential | None
+
+    def build_heads(
+        self,
+        flat: int,
+        *,
+        latent_dim: int,
+        n_labels: int,
+        embed_dim: int,
+        blind_dims: int,
+        hidden: Callable[[int], list[nn.Module]],
+        hidden_dim: int,
+    ) -> None:
+        self.conditional = n_labels > 0
+        self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
+        head_in = flat + (embed_dim if self.conditional else 0)
+        assert 0 <= blind_dims < latent_dim or (blind_dims == latent_dim and not self.conditional)
+        self.blind_dims = blind_dims if self.conditional else 0
+        seen = latent_dim - self.blind_dims
+        self.head = nn.Sequential(*hidden(head_in), nn.Linear(hidden_dim, 2 * seen))
+        self.blind_head = (
+            nn.Sequential(*hidden(flat), nn.Linear(hidden_dim, 2 * self.blind_dims))
+            if self.blind_dims
+            else None
+        )
+        self.latent_dim = latent_dim
+
+    def read_out(self, feats: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = feats
+        if self.embed is not None:
+            assert labels is not None, "a conditional encoder needs labels"
+            h = torch.cat([feats, self.embed(labels)], dim=1)  # (B, flat + e)
+        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d − blind) each
+        if self.blind_head is not None:
+            mu_b, logvar_b = self.blind_head(feats).chunk(2, dim=1)  # (B, blind) each
+            mu, logvar = torch.cat([mu, mu_b], dim=1), torch.cat([logvar, logvar_b], dim=1)
+        return mu, logvar
+
+
+class ConvEncoder(LatentHeads, nn.Module):
     """x (B, C, S, S) in [0, 1] [+ labels (B,)] -> (mu, logvar), each (B, latent_dim).
 
     Args:
@@ -59,32 +109,19 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.SiLU()]
             c_in = c
         self.features = nn.Sequential(*layers, nn.Flatten())
-        flat = c_in * 4 * 4
-        self.conditional = n_labels > 0
-        self.embed = nn.Embedding(n_labels, embed_dim) if self.conditional else None
-        head_in = flat + (embed_dim if self.conditional else 0)
-        assert 0 <= blind_dims < latent_dim or (blind_dims == latent_dim and not self.conditional)
-        self.blind_dims = blind_dims if self.conditional else 0
-        seen = latent_dim - self.blind_dims
-        self.head = nn.Sequential(nn.Linear(head_in, 256), nn.SiLU(), nn.Linear(256, 2 * seen))
-        self.blind_head = (
-            nn.Sequential(nn.Linear(flat, 256), nn.SiLU(), nn.Linear(256, 2 * self.blind_dims))
-            if self.blind_dims
-            else None
+        self.build_heads(
+            c_in * 4 * 4,
+            latent_dim=latent_dim,
+            n_labels=n_labels,
+            embed_dim=embed_dim,
+            blind_dims=blind_dims,
+            hidden=lambda n_in: [nn.Linear(n_in, 256), nn.SiLU()],
+            hidden_dim=256,
         )
-        self.latent_dim = latent_dim
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         feats = self.features(x * 2.0 - 1.0)  # (B, flat); inputs centred on 0
-        h = feats
-        if self.embed is not None:
-            assert labels is not None, "a conditional encoder needs labels"
-            h = torch.cat([feats, self.embed(labels)], dim=1)  # (B, flat + e)
-        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, d − blind) each
-        if self.blind_head is not None:
-            mu_b, logvar_b = self.blind_head(feats).chunk(2, dim=1)  # (B, blind) each
-            mu, logvar = torch.cat([mu, mu_b], dim=1), torch.cat([logvar, logvar_b], dim=1)
-        return mu, logvar
+        return self.read_out(feats, labels)
 
 
 class ConvDecoder(nn.Module):
