@@ -61,3 +61,64 @@ def log_aggregate(Z, mu, logvar):  # type: ignore[no-untyped-def]
         for f in range(d):
             marg_out[i, f] = top[f] + math.log(sums[f])
     return joint_out, marg_out
+
+
+@njit(parallel=True, cache=True)
+def batch_estimates(Z, mu, logvar, log_w, log_nm):  # type: ignore[no-untyped-def]
+    """β-TCVAE's minibatch estimators on one batch: per-row (mws, mss) terms, shape (B, 2).
+
+    ``Z`` holds z_i ~ q(z | x_i) for the batch rows ``mu``/``logvar``; ``log_w`` is the log of
+    the stratification weights, ``log_nm`` is log(N · B) of weighted sampling. Row i gives
+    log q(z_i) − Σ_f log q(z_if) for both estimators, each log-sum-exp with its own maximum.
+    """
+    B, d = Z.shape
+    inv_var = np.exp(-logvar)
+    const = -0.5 * (_LOG_2PI + logvar)
+    out = np.empty((B, 2))
+    for i in prange(B):
+        lq = np.empty((B, d))
+        joint = np.empty(B)
+        for j in range(B):
+            s = 0.0
+            for f in range(d):
+                t = Z[i, f] - mu[j, f]
+                v = const[j, f] - 0.5 * t * t * inv_var[j, f]
+                lq[j, f] = v
+                s += v
+            joint[j] = s
+        # Weighted sampling (mws): plain log-sum-exp over the batch, minus log(N B).
+        # Stratified sampling (mss): log-sum-exp of log w_ij + term.
+        top_w = -np.inf
+        top_s = -np.inf
+        for j in range(B):
+            if joint[j] > top_w:
+                top_w = joint[j]
+            if joint[j] + log_w[i, j] > top_s:
+                top_s = joint[j] + log_w[i, j]
+        acc_w = 0.0
+        acc_s = 0.0
+        for j in range(B):
+            acc_w += math.exp(joint[j] - top_w)
+            acc_s += math.exp(joint[j] + log_w[i, j] - top_s)
+        mws = top_w + math.log(acc_w) - log_nm
+        mss = top_s + math.log(acc_s)
+        for f in range(d):
+            top_w = -np.inf
+            top_s = -np.inf
+            for j in range(B):
+                v = lq[j, f]
+                if v > top_w:
+                    top_w = v
+                if v + log_w[i, j] > top_s:
+                    top_s = v + log_w[i, j]
+            acc_w = 0.0
+            acc_s = 0.0
+            for j in range(B):
+                v = lq[j, f]
+                acc_w += math.exp(v - top_w)
+                acc_s += math.exp(v + log_w[i, j] - top_s)
+            mws -= top_w + math.log(acc_w) - log_nm
+            mss -= top_s + math.log(acc_s)
+        out[i, 0] = mws
+        out[i, 1] = mss
+    return out
