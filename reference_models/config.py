@@ -54,7 +54,7 @@ class ModelConfig:
 
     name: str = "baseline"  # which model: baseline, disentangled, beta-vae, beta-tcvae
     latent_dim: int = 16  # d, the size of z
-    base_channels: int = 32  # images: channels of the first conv layer; doubled per downsampling
+    base_channels: int = 16  # images: channels of the first conv layer; doubled per downsampling
     max_channels: int = 256  # images: cap on the channels of the deepest conv layers
     hidden_dim: int = 256  # vectors: width of the MLP encoder's and decoder's hidden layers
     hidden_layers: int = 2  # vectors: hidden layers of the encoder, and of the decoder

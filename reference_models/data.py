@@ -170,7 +170,7 @@ class TrainingData:
             for idx in dataset_indices:
                 sel = torch.from_numpy(idx).to(self.images.device)
                 yield {
-                    "image": _to_float(self.images.index_select(0, sel).to(device)),
+                    "image": _channels_last(_to_float(self.images.index_select(0, sel).to(device))),
                     "label": torch.from_numpy(self.labels[idx]).to(device),
                 }
             return
@@ -189,7 +189,7 @@ class TrainingData:
         )
         for item in loader:
             yield {
-                "image": item["image"].to(device, non_blocking=True),
+                "image": _channels_last(item["image"].to(device, non_blocking=True)),
                 "label": item["label"].to(device, non_blocking=True),
             }
 
@@ -211,6 +211,11 @@ class TrainingData:
             if ds.has_factors:
                 factors = np.stack([np.asarray(it["factors"], np.float32) for it in items])
         return {"labels": self.labels[idx], "factors": factors, "sample_ids": sample_ids}
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    """Images (B, C, H, W) in channels-last memory order, as the conv nets train fastest."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def _to_float(images: Tensor) -> Tensor:

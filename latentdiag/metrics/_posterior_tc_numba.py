@@ -20,7 +20,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _CUTOFF = -40.0
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def log_aggregate(Z, mu, logvar):  # type: ignore[no-untyped-def]
     """(S,) joint and (S, d) per-dimension log Σ_j q(z_i | x_j) over the N rows of mu/logvar."""
     S, d = Z.shape
@@ -63,7 +63,7 @@ def log_aggregate(Z, mu, logvar):  # type: ignore[no-untyped-def]
     return joint_out, marg_out
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def batch_estimates(Z, mu, logvar, log_w, log_nm):  # type: ignore[no-untyped-def]
     """β-TCVAE's minibatch estimators on one batch: per-row (mws, mss) terms, shape (B, 2).
 

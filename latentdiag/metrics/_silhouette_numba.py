@@ -105,7 +105,7 @@ def _tile(XA, XTB, acc, i0, i1, j0, j1, ci, cj, symmetric, buf, col):  # type: i
             acc[j0 + jj, ci] += col[jj]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def label_distance_sums(XA, XTB, tiles, acc, symmetric):  # type: ignore[no-untyped-def]
     """Add, for each tile, sum_j dist(a_i, b_j) into ``acc[owner, i, label(j)]``.
 

@@ -141,48 +141,123 @@ class _Run:
         if self.progress is not None:
             self.progress(name, min(1.0, fraction))
 
-    def step(
-        self,
-        out: dict[str, Any],
-        key: str,
-        full_key: str,
-        cost: float,
-        fn: Callable[[Callable[[float], None]], Any],
-    ) -> None:
-        """Compute one metric into ``out[key]``; a MetricInputError becomes a skip entry."""
-        start = self.done
-        self.report(full_key, start / self.total)
+    def apply(self, out: dict[str, Any], task: _Task) -> None:
+        """Write a finished step's value into ``out`` (a MetricInputError becomes a skip)."""
+        if task.error is not None:
+            self.skipped.append({"metric": task.full, "reason": " ".join(str(task.error).split())})
+            return
+        value = task.value
+        if isinstance(value, dict):
+            # A step may say how it ran: what it skipped, how it reduced the data.
+            section = task.full.rsplit(".", 1)[0]
+            for name, reason in value.pop("_skipped", ()):
+                self.skipped.append({"metric": f"{section}.{name}", "reason": reason})
+            for note in value.pop("_notes", ()):
+                self.notes.append({"metric": task.full, "note": note})
+        if isinstance(value, dict) and task.key in value:
+            out.update(value)  # a step that fills several keys (value + extras)
+        else:
+            out[task.key] = value
+
+
+@dataclass
+class _Task:
+    """One metric of one (sub)space: planned, then run on a lane, then applied in plan order."""
+
+    key: str
+    full: str
+    cost: float
+    fn: Callable[[Callable[[float], None]], Any]
+    value: Any = None
+    error: MetricInputError | None = None
+
+
+# Steps that run scikit-learn's estimators (Python-level loops around compiled fits); they go
+# on a second thread while the numba kernels of the others, which release the GIL, use the
+# cores on the first.
+_SIDE_LANE = frozenset(
+    {
+        "knn_accuracy",
+        "linear_probe_accuracy",
+        "sap",
+        "factor_vae",
+        "davies_bouldin",
+        "calinski_harabasz",
+    }
+)
+
+
+def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
+    """Run every task, the side-lane ones on a worker thread when ``parallel``.
+
+    Progress is reported from this thread only: the worker's completions are counted under a
+    lock and reported as the main lane moves on, or while it waits for the worker.
+    """
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    lock = threading.Lock()
+    running: dict[str, tuple[float, float]] = {}  # full key -> (cost, fraction done), now running
+
+    def report(key: str) -> None:
+        with lock:
+            done = run.done + sum(cost * frac for cost, frac in running.values())
+        run.report(key, done / run.total)
+
+    def run_one(task: _Task, main: bool) -> None:
+        with lock:
+            running[task.full] = (task.cost, 0.0)
 
         def inner(fraction: float) -> None:
-            self.report(full_key, (start + cost * fraction) / self.total)
+            with lock:
+                running[task.full] = (task.cost, min(1.0, fraction))
+            if main:
+                report(task.full)
 
-        from threadpoolctl import threadpool_limits
-
+        if main:
+            report(task.full)
         try:
-            # BLAS on one thread: every matrix here is small (n × d), and on a shared machine
-            # OpenBLAS's spinning threads can make a 10 ms product take seconds. The numba
-            # kernels keep all their threads.
-            with threadpool_limits(limits=1, user_api="blas"):
-                value = fn(inner)
+            task.value = task.fn(inner)
         except MetricInputError as exc:
-            self.skipped.append({"metric": full_key, "reason": " ".join(str(exc).split())})
-        else:
-            if isinstance(value, dict):
-                # A step may say how it ran: what it skipped, how it reduced the data.
-                section = full_key.rsplit(".", 1)[0]
-                for name, reason in value.pop("_skipped", ()):
-                    self.skipped.append({"metric": f"{section}.{name}", "reason": reason})
-                for note in value.pop("_notes", ()):
-                    self.notes.append({"metric": full_key, "note": note})
-            if isinstance(value, dict) and key in value:
-                out.update(value)  # a step that fills several keys (value + extras)
-            else:
-                out[key] = value
-        self.done = start + cost
-        self.report(full_key, self.done / self.total)
+            task.error = exc
+        with lock:
+            del running[task.full]
+            run.done += task.cost
+        if main:
+            report(task.full)
+
+    side = [t for t in tasks if parallel and t.key in _SIDE_LANE]
+    main_lane = [t for t in tasks if not (parallel and t.key in _SIDE_LANE)]
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for task in side:
+                run_one(task, main=False)
+        except BaseException as exc:  # re-raised on the main thread
+            failure.append(exc)
+
+    # BLAS on one thread: every matrix here is small (n × d), and on a shared machine
+    # OpenBLAS's spinning threads can make a 10 ms product take seconds. The numba kernels
+    # keep all their threads.
+    with threadpool_limits(limits=1, user_api="blas"):
+        thread = threading.Thread(target=worker, name="latentdiag-metrics", daemon=True)
+        if side:
+            thread.start()
+        for task in main_lane:
+            run_one(task, main=True)
+        while side and thread.is_alive():
+            thread.join(timeout=0.2)
+            with lock:
+                current = next(iter(running), None)
+            if current is not None:
+                report(current)
+    if failure:
+        raise failure[0]
 
 
-def _space(
+def _plan_space(
     run: _Run,
     prefix: str,
     mu: np.ndarray,
@@ -198,9 +273,14 @@ def _space(
     batch_names: Sequence[str] | None = None,
     why_no_labels: str = "no labels: the latents come without /labels",
     exhaustive: bool = False,
-) -> dict[str, Any]:
-    """The sections for one latent (sub)space."""
-    result: dict[str, Any] = {}
+) -> list[tuple[Any, ...]]:
+    """The steps for one latent (sub)space, in the order of its sections and keys.
+
+    Each entry is ``("skip", entry)`` (a reason the data cannot support a metric or section)
+    or ``("task", section, task)``; :func:`_assemble` turns them into the sections once every
+    task has run.
+    """
+    entries: list[tuple[Any, ...]] = []
     has = {
         "separation": labels is not None,
         "batch_separation": batch is not None,
@@ -212,14 +292,13 @@ def _space(
         "disentanglement": "no factors: the latents come without /factors",
     }
     for section in SECTIONS:
-        sec: dict[str, Any] = {}
         steps = [(k, c) for s, k, c in _STEPS if s == section and run.wanted(prefix, s, k)]
         if not steps:
             continue
         if not has.get(section, True):
             if section != "batch_separation" or run.include is not None:
                 # No batch key is the common case: said once, in the settings, not per space.
-                run.skipped.append({"section": f"{prefix}{section}", "reason": why[section]})
+                entries.append(("skip", {"section": f"{prefix}{section}", "reason": why[section]}))
             run.done += sum(c for _, c in steps)
             continue
         grouping = section == "batch_separation"
@@ -241,11 +320,25 @@ def _space(
             )
             if isinstance(fn, str):
                 reason = why_no_labels if fn.startswith("no labels") else fn
-                run.skipped.append({"metric": full, "reason": reason})
+                entries.append(("skip", {"metric": full, "reason": reason}))
                 run.done += cost
                 continue
-            run.step(sec, key, full, cost, fn)
-        if grouping and "silhouette_per_label" in sec:
+            entries.append(("task", section, _Task(key, full, cost, fn)))
+    return entries
+
+
+def _assemble(run: _Run, entries: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """The sections of one (sub)space from its planned entries, their tasks run."""
+    sections: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry[0] == "skip":
+            run.skipped.append(entry[1])
+        else:
+            run.apply(sections.setdefault(entry[1], {}), entry[2])
+    result: dict[str, Any] = {}
+    for section in SECTIONS:
+        sec = sections.get(section, {})
+        if section == "batch_separation" and "silhouette_per_label" in sec:
             sec["silhouette_per_batch"] = sec.pop("silhouette_per_label")
         if sec:
             result[section] = sec
@@ -295,6 +388,7 @@ def compute_metrics(
     batch_key: str | None = None,
     why_no_labels: str | None = None,
     exhaustive: bool = False,
+    parallel: bool = True,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
@@ -325,6 +419,9 @@ def compute_metrics(
             wide latents (more than ``WIDE_DIMS`` dimensions) to seconds: the probes run on
             fewer rows, the posterior TC on the most active dimensions, and DCI and the
             discrete SAP are skipped, each said under ``notes`` or ``skipped``.
+        parallel: Run the scikit-learn-based steps (probes, SAP, FactorVAE, Davies-Bouldin,
+            Calinski-Harabasz) on a second thread beside the numba kernels of the others. The
+            values are the same either way; only the wall time differs.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
@@ -362,8 +459,8 @@ def compute_metrics(
     spaces = 1 + len(parts)
     run.total = spaces * sum(c for _, _, c in _STEPS)
 
-    def space(prefix: str, dims: slice) -> dict[str, Any]:
-        return _space(
+    def space(prefix: str, dims: slice) -> list[tuple[Any, ...]]:
+        return _plan_space(
             run,
             prefix,
             arr[:, dims],
@@ -384,12 +481,15 @@ def compute_metrics(
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
     result["label_key"] = label_key if y is not None else None
     result["batch_key"] = batch_key if b is not None else None
-    result.update(space("", slice(None)))
+    plans = [space("", slice(None))]
+    plans += [space(f"partitions.{name}.", slice(a, b)) for name, (a, b) in parts.items()]
+    _execute(run, [e[2] for plan in plans for e in plan if e[0] == "task"], parallel=parallel)
+    result.update(_assemble(run, plans[0]))
     if parts:
         result["partitions"] = {}
         result["leakage"] = {}
-        for name, (start, stop) in parts.items():
-            sub = space(f"partitions.{name}.", slice(start, stop))
+        for plan, (name, (start, stop)) in zip(plans[1:], parts.items(), strict=True):
+            sub = _assemble(run, plan)
             sub["dims"] = [start, stop]
             result["partitions"][name] = sub
             leak = _leakage(sub)

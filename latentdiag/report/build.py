@@ -29,7 +29,7 @@ from typing import Any
 from latentdiag import __version__
 from latentdiag._json import to_jsonable
 from latentdiag.errors import ReportError
-from latentdiag.report.draw import draw_file
+from latentdiag.report.draw import draw_file, start_background_projections
 from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
@@ -216,6 +216,11 @@ def build_report(
         _check_requirement_keys(requirements, stores)
         style = LabelStyle.from_names(s.label_names if s.has_labels else None for s in stores)
         batch_style = LabelStyle.from_names(s.batch_names for s in stores)
+        # The slow projections start now and run while the metrics are computed.
+        background = [
+            start_background_projections(s, projections=methods, sample=sample, seed=seed)
+            for s in stores
+        ]
         reports = [
             measure_file(
                 store,
@@ -230,7 +235,7 @@ def build_report(
         ]
         limits = shared_limits(reports)
         projector_text: list[tuple[str, str, str]] = []
-        for store, report in zip(stores, reports, strict=True):
+        for store, report, started in zip(stores, reports, background, strict=True):
             draw_file(
                 report,
                 store,
@@ -242,6 +247,7 @@ def build_report(
                 extras=extras,
                 limits=limits,
                 progress=say,
+                background=started,
             )
             if export_projector:
                 projector_text.append((report.name, *_projector_files(store, seed)))

@@ -15,13 +15,32 @@ import numpy as np
 from latentdiag.errors import LatentDiagError, ReportError
 from latentdiag.report.catalog import get_path
 from latentdiag.report.palette import LabelStyle
-from latentdiag.report.projections import project, stratified_sample
+from latentdiag.report.projections import BackgroundProjection, project, stratified_sample
 from latentdiag.report.sections import Extras, FileReport, Panel
 from latentdiag.store import LatentSource
 
 __all__ = ["draw_file"]
 
 _PROJECTION_TITLES = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
+
+
+# Projections worth starting on a thread before anything else: the slow one, which runs in
+# compiled code without the GIL. (UMAP's numba kernels stay on the main thread: numba's
+# workqueue layer does not take parallel launches from two threads at once.)
+BACKGROUND_METHODS = ("tsne",)
+
+
+def start_background_projections(
+    store: LatentSource, *, projections: Sequence[str], sample: int, seed: int
+) -> dict[str, BackgroundProjection]:
+    """Start the slow projections of one file on its sample rows (those :func:`draw_file`
+    draws), to be handed to :func:`draw_file` as ``background``."""
+    methods = [m for m in projections if m in BACKGROUND_METHODS]
+    if not methods:
+        return {}
+    rows = stratified_sample(store.n_samples, sample, labels=store.labels, random_state=seed)
+    x = np.asarray(store.mu[rows], dtype=np.float64)
+    return {m: BackgroundProjection(m, x, seed) for m in methods}
 
 
 def draw_file(
@@ -36,6 +55,7 @@ def draw_file(
     limits: Mapping[str, float],
     progress: Callable[[str], None],
     batch_style: LabelStyle | None = None,
+    background: Mapping[str, BackgroundProjection] | None = None,
 ) -> None:
     """Draw every figure of one measured file into ``report.panels``.
 
@@ -50,6 +70,8 @@ def draw_file(
         extras: Reference-model images callback.
         limits: Shared axis limits, from :func:`shared_limits`.
         progress: Receives one line per step.
+        background: Projections already started on this file's sample rows (by
+            :func:`start_background_projections`), by method.
     """
     from latentdiag.report import figures as fg
 
@@ -84,7 +106,10 @@ def draw_file(
         title = _PROJECTION_TITLES[method]
         progress(f"{name}: {title} projection of {rows.size:,} rows")
         try:
-            proj = project(method, mu, rows, random_state=seed)
+            if background is not None and method in background:
+                proj = background[method].result()
+            else:
+                proj = project(method, mu, rows, random_state=seed)
         except ReportError as exc:
             panels.append(Panel("projections", method, title, skipped=str(exc)))
             continue

@@ -132,6 +132,44 @@ def project(
     return _umap(x, random_state)
 
 
+class BackgroundProjection:
+    """A projection computed on a daemon thread while the caller does other work.
+
+    The report starts each file's t-SNE first, then measures the files and draws the other
+    figures: scikit-learn's Barnes-Hut gradient runs in compiled code without the GIL, so on
+    two or more cores it costs no wall time of its own. A daemon thread, so that an
+    interrupted report does not wait for it. :meth:`result` returns the projection or raises
+    what :func:`project` raised.
+    """
+
+    def __init__(self, method: str, x: np.ndarray, random_state: int) -> None:
+        import threading
+
+        self.method = method
+        self._value: Projection | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(np.asarray(x), random_state),
+            name=f"latentdiag-{method}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(self, x: np.ndarray, random_state: int) -> None:
+        try:
+            self._value = project(self.method, x, np.arange(x.shape[0]), random_state=random_state)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Projection:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
 def _pca(mu: np.ndarray, x: np.ndarray) -> Projection:
     n, d = mu.shape
     # The covariance is accumulated in row blocks: a float64 copy of a large mu is not needed.
