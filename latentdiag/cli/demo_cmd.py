@@ -30,7 +30,7 @@ def demo_command(out: str, overwrite: bool, quick: bool, seed: int, device: str,
     trains the baseline conditional VAE and the disentangled VAE, exports both encoders to
     ONNX, embeds held-out images through the ONNX files — the path your own model takes —
     and writes a comparison report. Prints the headline table; OUT/README.md says where
-    everything is. About 3 minutes on a 2-core CPU; faster on a GPU.
+    everything is. About 90 seconds on an idle 2-core CPU; faster on a GPU.
 
     \b
     Examples:
