@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from latentdiag.errors import MetricInputError
-from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, WIDE_DIMS, metric_step
+from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, WIDE_DIMS
 from latentdiag.metrics._validation import check_factors, check_latents, check_logvar
+from latentdiag.metrics.registry import SECTIONS, MetricSpec, Space, registered
 from latentdiag.partitions import check_partitions
 
 __all__ = [
@@ -29,56 +30,21 @@ __all__ = [
 
 ProgressCallback = Callable[[str, float], None]
 
-SECTIONS = ("separation", "batch_separation", "information", "disentanglement")
-
-# (section, key, relative cost): the plan the progress callback reports against.
-_STEPS: tuple[tuple[str, str, float], ...] = (
-    ("separation", "silhouette", 6.0),
-    ("separation", "centroid_distance", 0.2),
-    ("separation", "davies_bouldin", 0.2),
-    ("separation", "calinski_harabasz", 0.2),
-    ("separation", "knn_accuracy", 1.0),
-    ("separation", "linear_probe_accuracy", 1.5),
-    ("information", "mi_per_dim", 0.5),
-    ("information", "gaussian_total_correlation", 0.1),
-    ("information", "posterior_total_correlation", 2.0),
-    ("information", "kl_per_dim", 0.1),
-    ("information", "active_units", 0.1),
-    ("disentanglement", "mig", 0.5),
-    ("disentanglement", "dci", 2.0),
-    ("disentanglement", "sap", 1.0),
-    ("disentanglement", "modularity", 0.3),
-    ("disentanglement", "factor_vae", 0.5),
-)
-# The separation metrics again with the batch column as the grouping: how well z tells
-# batches apart (low = mixed), for the whole space and each subspace.
-_SEPARATION_STEPS = tuple(step for step in _STEPS if step[0] == "separation")
-_STEPS = (
-    *_SEPARATION_STEPS,
-    *(("batch_separation", key, cost) for _, key, cost in _SEPARATION_STEPS),
-    *(step for step in _STEPS if step[0] != "separation"),
-)
+_NO_LOGVAR = "no logvar: the latents come without /logvar (a deterministic encoder?)"
 
 
-# Keys a step writes beside its own (the step "silhouette" also fills silhouette_per_label...).
-_EXTRA_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "silhouette": (
-        "silhouette_per_label",
-        "silhouette_ci",
-        "silhouette_ci_level",
-        "silhouette_sample_size",
-    ),
-    "linear_probe_accuracy": ("chance_accuracy",),
-    "mi_per_dim": ("mi_per_dim_normalized", "mi_sum", "label_entropy"),
-    "gaussian_total_correlation": ("gaussian_total_correlation_dropped_dims",),
-    "kl_per_dim": ("kl_total",),
-    "active_units": ("active_units_mask", "active_units_threshold"),
-    "sap": ("sap_discrete",),
-    "posterior_total_correlation": (
-        "posterior_total_correlation_estimators",
-        "posterior_total_correlation_dims",
-    ),
-}
+def _plan() -> list[tuple[str, MetricSpec]]:
+    """(section, declaration) of every step, in order: the registered metrics, with the
+    separation ones again under ``batch_separation`` (the batch column as the grouping)."""
+    specs = registered()
+    separation = [s for s in specs if s.section == "separation"]
+    return [
+        *(("separation", s) for s in separation),
+        *(("batch_separation", s) for s in separation),
+        *((s.section, s) for s in specs if s.section != "separation"),
+    ]
+
+
 # leakage.<name>.<key> comes from these metrics of partitions.<name>.
 _LEAKAGE_SOURCES = (
     "separation.linear_probe_accuracy",
@@ -94,12 +60,12 @@ def metric_keys(*, extras: bool = False) -> list[str]:
         extras: Also list the keys written beside the headline ones (``mi_sum``, ...).
     """
     out = []
-    for section, key, _ in _STEPS:
-        out.append(f"{section}.{key}")
-        if extras and section == "batch_separation" and key == "silhouette":
+    for section, spec in _plan():
+        out.append(f"{section}.{spec.key}")
+        if extras and section == "batch_separation" and spec.key == "silhouette":
             out.append(f"{section}.silhouette_per_batch")
         if extras:
-            out += [f"{section}.{k}" for k in _EXTRA_OUTPUTS.get(key, ())]
+            out += [f"{section}.{k}" for k in spec.extras]
     return out
 
 
@@ -118,11 +84,12 @@ class _Run:
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: list[dict[str, str]] = field(default_factory=list)
 
-    def wanted(self, prefix: str, section: str, key: str) -> bool:
+    def wanted(self, prefix: str, section: str, spec: MetricSpec) -> bool:
         """Whether the step ``prefix + section.key`` (or a key it writes) was asked for."""
         if self.include is None:
             return True
-        names = (key, *_EXTRA_OUTPUTS.get(key, ()))
+        key = spec.key
+        names = (key, *spec.extras)
         if section == "batch_separation" and key == "silhouette":
             names = (*names, "silhouette_per_batch")
         full = [f"{prefix}{section}.{name}" for name in names]
@@ -168,23 +135,9 @@ class _Task:
     full: str
     cost: float
     fn: Callable[[Callable[[float], None]], Any]
+    side_lane: bool = False
     value: Any = None
     error: MetricInputError | None = None
-
-
-# Steps that run scikit-learn's estimators (Python-level loops around compiled fits); they go
-# on a second thread while the numba kernels of the others, which release the GIL, use the
-# cores on the first.
-_SIDE_LANE = frozenset(
-    {
-        "knn_accuracy",
-        "linear_probe_accuracy",
-        "sap",
-        "factor_vae",
-        "davies_bouldin",
-        "calinski_harabasz",
-    }
-)
 
 
 def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
@@ -227,8 +180,8 @@ def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
         if main:
             report(task.full)
 
-    side = [t for t in tasks if parallel and t.key in _SIDE_LANE]
-    main_lane = [t for t in tasks if not (parallel and t.key in _SIDE_LANE)]
+    side = [t for t in tasks if parallel and t.side_lane]
+    main_lane = [t for t in tasks if not (parallel and t.side_lane)]
     failure: list[BaseException] = []
 
     def worker() -> None:
@@ -291,39 +244,42 @@ def _plan_space(
         "batch_separation": "no batch: choose the column that should mix with --batch-key COL",
         "disentanglement": "no factors: the latents come without /factors",
     }
+    plan = _plan()
     for section in SECTIONS:
-        steps = [(k, c) for s, k, c in _STEPS if s == section and run.wanted(prefix, s, k)]
+        steps = [sp for sec, sp in plan if sec == section and run.wanted(prefix, sec, sp)]
         if not steps:
             continue
         if not has.get(section, True):
             if section != "batch_separation" or run.include is not None:
                 # No batch key is the common case: said once, in the settings, not per space.
                 entries.append(("skip", {"section": f"{prefix}{section}", "reason": why[section]}))
-            run.done += sum(c for _, c in steps)
+            run.done += sum(sp.cost for sp in steps)
             continue
         grouping = section == "batch_separation"
-        for key, cost in steps:
+        space = Space(
+            mu=mu,
+            labels=batch if grouping else labels,
+            label_names=batch_names if grouping else label_names,
+            logvar=logvar,
+            factors=factors,
+            factor_names=factor_names,
+            sample=sample,
+            seed=seed,
+            device=device,
+            exhaustive=exhaustive,
+        )
+        for spec in steps:
+            key, cost = spec.key, spec.cost
             full = f"{prefix}{section}.{key}"
-            fn = metric_step(
-                "separation" if grouping else section,
-                key,
-                mu,
-                batch if grouping else labels,
-                batch_names if grouping else label_names,
-                logvar,
-                factors,
-                factor_names,
-                sample,
-                seed,
-                device,
-                exhaustive,
-            )
+            fn: Any = _NO_LOGVAR if "logvar" in spec.needs and logvar is None else None
+            if fn is None:
+                fn = spec.plan(space)
             if isinstance(fn, str):
                 reason = why_no_labels if fn.startswith("no labels") else fn
                 entries.append(("skip", {"metric": full, "reason": reason}))
                 run.done += cost
                 continue
-            entries.append(("task", section, _Task(key, full, cost, fn)))
+            entries.append(("task", section, _Task(key, full, cost, fn, spec.side_lane)))
     return entries
 
 
@@ -457,7 +413,7 @@ def compute_metrics(
     wanted = tuple(include) if include is not None else None
     run = _Run(include=wanted, progress=progress)
     spaces = 1 + len(parts)
-    run.total = spaces * sum(c for _, _, c in _STEPS)
+    run.total = spaces * sum(spec.cost for _, spec in _plan())
 
     def space(prefix: str, dims: slice) -> list[tuple[Any, ...]]:
         return _plan_space(
