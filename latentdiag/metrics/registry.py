@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "NEEDS",
     "SECTIONS",
+    "GraphCache",
     "MetricInfo",
     "MetricSpec",
     "Space",
@@ -33,7 +35,10 @@ __all__ = [
 
 # The sections of the metrics dict, in order. ``batch_separation`` holds the separation
 # metrics again with the batch column as the grouping; it has no declarations of its own.
-SECTIONS = ("separation", "batch_separation", "information", "disentanglement")
+# ``mixing`` holds the batch-correction metrics (they need a batch column).
+SECTIONS = ("separation", "batch_separation", "mixing", "information", "disentanglement")
+# What a declaration can need of the data.
+NEEDS = ("labels", "batch", "logvar", "factors")
 # A metric's computation on one space: called with a progress callback (fraction done),
 # returns its value, or a dict of its value and the keys it writes beside it. A dict may also
 # carry "_notes" (how the data was reduced) and "_skipped" ((key, reason) pairs).
@@ -61,12 +66,43 @@ class MetricInfo:
     doc_section: str
 
 
+class GraphCache:
+    """One exact k-NN graph of a (sub)space's ``mu``, built on first use, shared by its metrics.
+
+    Built with ``GRAPH_K`` neighbours (the largest neighbourhood the graph metrics use, capped
+    at n − 1) so that smaller neighbourhoods are views of it; thread-safe, since the suite
+    runs metrics on two threads.
+    """
+
+    GRAPH_K = 89  # scIB's 90 neighbours count the cell itself
+
+    def __init__(self, mu: np.ndarray, device: str = "cpu") -> None:
+        import threading
+
+        self._mu = mu
+        self._device = device
+        self._lock = threading.Lock()
+        self._graph: Any = None
+
+    def get(self, k: int) -> Any:
+        from latentdiag.metrics.knn_graph import exact_knn_graph
+
+        with self._lock:
+            if self._graph is None or self._graph.k < k:
+                want = max(k, min(self.GRAPH_K, self._mu.shape[0] - 1))
+                device = "cpu" if self._device in ("cpu", "mps") else self._device
+                self._graph = exact_knn_graph(self._mu, want, device=device)
+            graph = self._graph
+        return graph if graph.k == k else graph.subset(k)
+
+
 @dataclass(frozen=True)
 class Space:
     """The inputs of one latent (sub)space, as a metric's ``plan`` receives them.
 
     For the ``batch_separation`` section the separation metrics are planned with the batch
-    column as ``labels`` (and its names as ``label_names``).
+    column as ``labels`` (and its names as ``label_names``). :meth:`graph` gives the exact
+    k-NN graph of ``mu``, computed once per (sub)space and shared by every metric that asks.
     """
 
     mu: np.ndarray
@@ -79,6 +115,14 @@ class Space:
     seed: int
     device: str
     exhaustive: bool = False
+    batch: np.ndarray | None = None
+    batch_names: Sequence[str] | None = None
+    graphs: GraphCache | None = None
+
+    def graph(self, k: int) -> Any:
+        """The exact k-NN graph of ``mu`` with ``k`` neighbours per row (a ``KNNGraph``)."""
+        cache = self.graphs if self.graphs is not None else GraphCache(self.mu, self.device)
+        return cache.get(k)
 
     @property
     def n(self) -> int:
@@ -100,9 +144,10 @@ class MetricSpec:
         plan: Given a :class:`Space`, the :data:`Step` that computes the metric there, or a
             string saying why it cannot run on this data (no logvar, too costly...).
         cost: Relative cost, for the progress bar.
-        needs: What the data must have: ``"labels"`` (every separation metric),
-            ``"logvar"``, ``"factors"`` (every disentanglement metric). A missing need skips
-            the metric with the standard reason before ``plan`` is called.
+        needs: What the data must have: ``"labels"`` (every separation metric), ``"batch"``
+            (every mixing metric), ``"logvar"``, ``"factors"`` (every disentanglement
+            metric). A missing need skips the metric with the standard reason before ``plan``
+            is called.
         extras: Keys the step writes beside ``key`` (``silhouette_per_label``...).
         side_lane: It runs scikit-learn estimators (Python-level loops around compiled
             fits): the suite runs it on a second thread beside the numba kernels.
@@ -111,6 +156,8 @@ class MetricSpec:
             ``headline`` paths are the report's tables; the others explain secondary keys.
         headline: Which ``shown`` paths the report's tables list, in order.
         rank: Its place among the report's rows of its section (default: registry order).
+        by_batch: A separation metric that also runs with the batch column as the grouping
+            (``batch_separation``); ``False`` for those that use labels and batch together.
     """
 
     section: str
@@ -123,6 +170,7 @@ class MetricSpec:
     shown: Mapping[str, MetricInfo] = field(default_factory=dict)
     headline: tuple[str, ...] = ()
     rank: float | None = None
+    by_batch: bool = True
 
     @property
     def full_key(self) -> str:
@@ -149,8 +197,12 @@ def register(spec: MetricSpec) -> MetricSpec:
     """
     if spec.section not in SECTIONS or spec.section == "batch_separation":
         raise ValueError(
-            f"section must be separation, information or disentanglement; got {spec.section!r}"
+            "section must be separation, mixing, information or disentanglement; got "
+            f"{spec.section!r}"
         )
+    unknown = [n for n in spec.needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"{spec.full_key}: unknown needs {unknown}; known: {', '.join(NEEDS)}")
     if any(s.section == spec.section and s.key == spec.key for s in _REGISTRY):
         raise ValueError(f"{spec.full_key} is already registered")
     missing = [p for p in spec.headline if p not in spec.shown]

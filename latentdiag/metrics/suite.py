@@ -17,7 +17,7 @@ import numpy as np
 from latentdiag.errors import MetricInputError
 from latentdiag.metrics._steps import PROBE_MAX_SAMPLES, WIDE_DIMS
 from latentdiag.metrics._validation import check_factors, check_latents, check_logvar
-from latentdiag.metrics.registry import SECTIONS, MetricSpec, Space, registered
+from latentdiag.metrics.registry import SECTIONS, GraphCache, MetricSpec, Space, registered
 from latentdiag.partitions import check_partitions
 
 __all__ = [
@@ -40,7 +40,7 @@ def _plan() -> list[tuple[str, MetricSpec]]:
     separation = [s for s in specs if s.section == "separation"]
     return [
         *(("separation", s) for s in separation),
-        *(("batch_separation", s) for s in separation),
+        *(("batch_separation", s) for s in separation if s.by_batch),
         *((s.section, s) for s in specs if s.section != "separation"),
     ]
 
@@ -234,23 +234,33 @@ def _plan_space(
     task has run.
     """
     entries: list[tuple[Any, ...]] = []
+    no_batch = "no batch: choose the column that should mix with --batch-key COL"
     has = {
         "separation": labels is not None,
         "batch_separation": batch is not None,
+        "mixing": batch is not None,
         "disentanglement": factors is not None,
     }
     why = {
         "separation": why_no_labels,
-        "batch_separation": "no batch: choose the column that should mix with --batch-key COL",
+        "batch_separation": no_batch,
+        "mixing": no_batch,
         "disentanglement": "no factors: the latents come without /factors",
     }
+    missing = {
+        "labels": None if labels is not None else why_no_labels,
+        "batch": None if batch is not None else no_batch,
+        "logvar": None if logvar is not None else _NO_LOGVAR,
+        "factors": None if factors is not None else why["disentanglement"],
+    }
+    graphs = GraphCache(mu, device)  # one exact k-NN graph of this space, built on first use
     plan = _plan()
     for section in SECTIONS:
         steps = [sp for sec, sp in plan if sec == section and run.wanted(prefix, sec, sp)]
         if not steps:
             continue
         if not has.get(section, True):
-            if section != "batch_separation" or run.include is not None:
+            if section not in ("batch_separation", "mixing") or run.include is not None:
                 # No batch key is the common case: said once, in the settings, not per space.
                 entries.append(("skip", {"section": f"{prefix}{section}", "reason": why[section]}))
             run.done += sum(sp.cost for sp in steps)
@@ -267,13 +277,18 @@ def _plan_space(
             seed=seed,
             device=device,
             exhaustive=exhaustive,
+            batch=batch,
+            batch_names=batch_names,
+            graphs=graphs,
         )
         for spec in steps:
             key, cost = spec.key, spec.cost
             full = f"{prefix}{section}.{key}"
-            fn: Any = _NO_LOGVAR if "logvar" in spec.needs and logvar is None else None
-            if fn is None:
-                fn = spec.plan(space)
+            # The first need the data lacks skips the metric with its standard reason.
+            # (By batch, the batch column stands in for the labels.)
+            lacks = {**missing, "labels": missing["batch"]} if grouping else missing
+            lacking = [lacks[need] for need in spec.needs if lacks[need] is not None]
+            fn: Any = lacking[0] if lacking else spec.plan(space)
             if isinstance(fn, str):
                 reason = why_no_labels if fn.startswith("no labels") else fn
                 entries.append(("skip", {"metric": full, "reason": reason}))
