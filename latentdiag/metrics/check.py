@@ -176,27 +176,23 @@ def _skip_reason(full_key: str, skipped: Sequence[Mapping[str, str]]) -> str | N
 
 def _known_keys(partitions: Iterable[str]) -> list[str]:
     """Every key compute_metrics can produce, for telling a typo from a skipped metric."""
+    from latentdiag.metrics.registry import registered
     from latentdiag.metrics.suite import metric_keys
 
-    base = [
-        *metric_keys(extras=True),
-        "separation.centroid_distance.mean",
-        "separation.centroid_distance.min",
-        "separation.centroid_distance.normalized_mean",
-        "separation.centroid_distance.normalized_min",
-        "separation.centroid_distance.rms_radius",
-        "disentanglement.dci.disentanglement",
-        "disentanglement.dci.completeness",
-        "disentanglement.dci.completeness_unweighted",
-        "disentanglement.dci.informativeness",
-        *_CONTAINERS,
-    ]
+    specs = registered()
+    # The numbers each declaration says it writes (centroid_distance.mean, dci.completeness...).
+    shown = [p for spec in specs for p in spec.shown if "*" not in p]
+    base = [*metric_keys(extras=True), *shown, *_CONTAINERS]
     # The separation keys again, by batch (silhouette_per_label is silhouette_per_batch there).
-    base += [
-        "batch_separation." + k[len("separation.") :].replace("_per_label", "_per_batch")
-        for k in base
-        if k.startswith("separation.")
-    ]
+    for spec in specs:
+        if spec.section != "separation" or not spec.by_batch:
+            continue
+        own = [f"separation.{spec.key}", *(f"separation.{k}" for k in spec.extras)]
+        own += [p for p in spec.shown if "*" not in p and p.startswith("separation.")]
+        base += [
+            "batch_separation." + p[len("separation.") :].replace("_per_label", "_per_batch")
+            for p in own
+        ]
     base = list(dict.fromkeys(base))
     leak = ["linear_probe_accuracy", "chance_accuracy", "probe_above_chance", "mi_sum"]
     leak += [f"batch_{k}" for k in ("linear_probe_accuracy", "chance_accuracy")]

@@ -803,9 +803,183 @@ def _factor_vae(s: Space) -> Step:
     return lambda _p: factor_vae_score(s.mu, f, random_state=s.seed)
 
 
+# -- scIB: mixing and label conservation ------------------------------------------------------
+# scib-metrics' definitions and scaling (latentdiag.metrics.scib), on one exact k-NN graph per
+# space (Space.graph). Every score is in [0, 1], 1 best.
+
+
+def _scib_info(title: str, explanation: str, anchor: str, section: str) -> MetricInfo:
+    return MetricInfo(title, "higher", "0 to 1, 1 best", explanation, anchor, section)
+
+
+_LISI_DOC = ("ilisi-and-clisi--mixingilisi-separationclisi", "iLISI and cLISI")
+_KBET_DOC = ("kbet--mixingkbet", "kBET")
+_GC_DOC = ("graph-connectivity--mixinggraph_connectivity", "Graph connectivity")
+_ASW_DOC = (
+    "batch-silhouette-and-bras--mixingsilhouette_batch-mixingbras",
+    "Batch silhouette and BRAS",
+)
+_ISO_DOC = ("isolated-labels--separationisolated_labels", "Isolated labels")
+_NMI_DOC = ("nmi-and-ari--separationnmi-separationari", "NMI and ARI")
+
+
+def _neighbours(s: Space, metric: str) -> int:
+    """scib-metrics' neighbourhood of ``metric`` (counting the cell), at most the rows."""
+    from latentdiag.metrics.scib import N_NEIGHBORS
+
+    return int(min(N_NEIGHBORS[metric], s.n))
+
+
+def _graph(s: Space) -> Any:
+    """The space's shared exact graph: 89 neighbours besides each cell (fewer on tiny data)."""
+    return s.graph(int(min(89, s.n - 1)))
+
+
+def _ilisi(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None
+    b = s.batch
+    k = _neighbours(s, "lisi")
+    return lambda _p: scib.ilisi(_graph(s), b, n_neighbors=k)
+
+
+def _kbet(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None and s.labels is not None
+    b, y = s.batch, s.labels
+    k = _neighbours(s, "kbet")
+    return lambda _p: scib.kbet(_graph(s), b, y, n_neighbors=k)
+
+
+def _graph_connectivity(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.labels is not None
+    y = s.labels
+    k = _neighbours(s, "graph_connectivity")
+    return lambda _p: scib.graph_connectivity(_graph(s), y, n_neighbors=k)
+
+
+def _silhouette_batch(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None and s.labels is not None
+    b, y = s.batch, s.labels
+    return lambda _p: scib.silhouette_batch(s.mu, y, b)
+
+
+def _bras(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None and s.labels is not None
+    b, y = s.batch, s.labels
+    return lambda _p: scib.bras(s.mu, y, b)
+
+
+def _clisi(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.labels is not None
+    y = s.labels
+    k = _neighbours(s, "lisi")
+    return lambda _p: scib.clisi(_graph(s), y, n_neighbors=k)
+
+
+def _isolated_labels(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None and s.labels is not None
+    b, y = s.batch, s.labels
+    return lambda _p: scib.isolated_labels(s.mu, y, b)
+
+
+def _nmi(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.labels is not None
+    y = s.labels
+    return lambda _p: scib.nmi_ari_kmeans(s.mu, y, random_state=s.seed)
+
+
+_SHOWN_ILISI = {
+    "mixing.ilisi": _scib_info(
+        "iLISI",
+        "How many batches a cell's neighbourhood holds (inverse Simpson's index on its 90 "
+        "nearest neighbours), rescaled so that 1 means every batch in every neighbourhood.",
+        *_LISI_DOC,
+    )
+}
+_SHOWN_KBET = {
+    "mixing.kbet": _scib_info(
+        "kBET acceptance",
+        "Within each label, the share of cells whose neighbourhood's batch mix a χ² test "
+        "accepts as the label's own batch mix, averaged over labels.",
+        *_KBET_DOC,
+    )
+}
+_SHOWN_GRAPH_CONNECTIVITY = {
+    "mixing.graph_connectivity": _scib_info(
+        "Graph connectivity",
+        "Within each label, the share of its cells in the largest connected piece of the "
+        "15-neighbour graph among them, averaged: 1 when batches did not split a label apart.",
+        *_GC_DOC,
+    )
+}
+_SHOWN_SILHOUETTE_BATCH = {
+    "mixing.silhouette_batch": _scib_info(
+        "Batch silhouette (scIB)",
+        "Within each label, 1 − |silhouette by batch|, averaged: 1 when a label's batches lie "
+        "through each other.",
+        *_ASW_DOC,
+    )
+}
+_SHOWN_BRAS = {
+    "mixing.bras": _scib_info(
+        "BRAS",
+        "Batch removal adapted silhouette (scib-metrics' successor of the batch silhouette): "
+        "within each label, how little its batches stand apart, with cosine distances.",
+        *_ASW_DOC,
+    )
+}
+_SHOWN_CLISI = {
+    "separation.clisi": _scib_info(
+        "cLISI",
+        "How few labels a cell's neighbourhood holds (inverse Simpson's index on its 90 "
+        "nearest neighbours), rescaled so that 1 means neighbourhoods of one label.",
+        *_LISI_DOC,
+    )
+}
+_SHOWN_ISOLATED_LABELS = {
+    "separation.isolated_labels": _scib_info(
+        "Isolated labels",
+        "The silhouette, rescaled to 0–1, of the labels found in the fewest batches: whether "
+        "the rare labels stay apart.",
+        *_ISO_DOC,
+    )
+}
+_SHOWN_NMI = {
+    "separation.nmi": _scib_info(
+        "NMI (k-means)",
+        "Normalized mutual information between the labels and a k-means clustering with one "
+        "cluster per label.",
+        *_NMI_DOC,
+    ),
+    "separation.ari": MetricInfo(
+        "ARI (k-means)",
+        "higher",
+        "−0.5 to 1, 1 best",
+        "Adjusted Rand index between the labels and the same k-means clustering.",
+        *_NMI_DOC,
+    ),
+}
+
+
 # -- the registry, in the order the suite runs them --------------------------------------------
 
 _LABELS = ("labels",)
+_SCIB = ("labels", "batch")
 _FACTORS = ("factors",)
 for _spec in (
     MetricSpec("separation", "silhouette", _silhouette, 6.0, _LABELS,
@@ -824,6 +998,25 @@ for _spec in (
     MetricSpec("separation", "linear_probe_accuracy", _linear_probe_accuracy, 1.5, _LABELS,
                ("chance_accuracy",), side_lane=True, shown=_SHOWN_LINEAR_PROBE_ACCURACY,
                headline=_HEAD_LINEAR_PROBE_ACCURACY, rank=3),
+    # scIB's label conservation runs with its batch correction: with a batch key.
+    MetricSpec("separation", "clisi", _clisi, 0.5, _SCIB, by_batch=False,
+               shown=_SHOWN_CLISI, headline=("separation.clisi",), rank=6),
+    MetricSpec("separation", "isolated_labels", _isolated_labels, 0.5, _SCIB,
+               by_batch=False, shown=_SHOWN_ISOLATED_LABELS,
+               headline=("separation.isolated_labels",), rank=7),
+    MetricSpec("separation", "nmi", _nmi, 0.5, _SCIB, ("ari",), side_lane=True,
+               by_batch=False, shown=_SHOWN_NMI, headline=("separation.nmi", "separation.ari"),
+               rank=8),
+    MetricSpec("mixing", "ilisi", _ilisi, 0.5, ("batch",),
+               shown=_SHOWN_ILISI, headline=("mixing.ilisi",)),
+    MetricSpec("mixing", "kbet", _kbet, 1.0, ("labels", "batch"),
+               shown=_SHOWN_KBET, headline=("mixing.kbet",)),
+    MetricSpec("mixing", "graph_connectivity", _graph_connectivity, 0.2, ("labels", "batch"),
+               shown=_SHOWN_GRAPH_CONNECTIVITY, headline=("mixing.graph_connectivity",)),
+    MetricSpec("mixing", "silhouette_batch", _silhouette_batch, 0.5, ("labels", "batch"),
+               shown=_SHOWN_SILHOUETTE_BATCH, headline=("mixing.silhouette_batch",)),
+    MetricSpec("mixing", "bras", _bras, 0.5, ("labels", "batch"),
+               shown=_SHOWN_BRAS, headline=("mixing.bras",)),
     MetricSpec("information", "mi_per_dim", _mi_per_dim, 0.5, (),
                ("mi_per_dim_normalized", "mi_sum", "label_entropy"),
                shown=_SHOWN_MI_PER_DIM, headline=_HEAD_MI_PER_DIM, rank=3),

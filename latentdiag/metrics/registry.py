@@ -89,7 +89,7 @@ class GraphCache:
 
         with self._lock:
             if self._graph is None or self._graph.k < k:
-                want = max(k, min(self.GRAPH_K, self._mu.shape[0] - 1))
+                want = min(max(k, self.GRAPH_K), self._mu.shape[0] - 1)
                 device = "cpu" if self._device in ("cpu", "mps") else self._device
                 self._graph = exact_knn_graph(self._mu, want, device=device)
             graph = self._graph

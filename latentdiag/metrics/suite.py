@@ -66,7 +66,7 @@ def metric_keys(*, extras: bool = False) -> list[str]:
             out.append(f"{section}.silhouette_per_batch")
         if extras:
             out += [f"{section}.{k}" for k in spec.extras]
-    return out
+    return [*out, *SCORE_KEYS]
 
 
 def _matches(key: str, prefix: str) -> bool:
@@ -99,6 +99,10 @@ class _Run:
                 part = p.split(".")[1] if p.count(".") >= 1 else ""
                 sources = [f"partitions.{part}.{src}" for src in _LEAKAGE_SOURCES]
                 if any(_matches(f, src) for f in full for src in sources):
+                    return True
+            elif p == f"{prefix}scores" or p.startswith(f"{prefix}scores."):
+                # scores.* need every metric they average, of this space.
+                if f"{section}.{key}" in _SCORE_SOURCES:
                     return True
             elif any(_matches(f, p) for f in full):
                 return True
@@ -288,6 +292,10 @@ def _plan_space(
             # (By batch, the batch column stands in for the labels.)
             lacks = {**missing, "labels": missing["batch"]} if grouping else missing
             lacking = [lacks[need] for need in spec.needs if lacks[need] is not None]
+            if lacking and lacking[0] == no_batch and run.include is None:
+                # No batch key is the common case: said once, in the settings, not per metric.
+                run.done += cost
+                continue
             fn: Any = lacking[0] if lacking else spec.plan(space)
             if isinstance(fn, str):
                 reason = why_no_labels if fn.startswith("no labels") else fn
@@ -314,6 +322,40 @@ def _assemble(run: _Run, entries: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
         if sec:
             result[section] = sec
     return result
+
+
+# scIB's aggregates (scib-metrics' Benchmarker): the mean of the batch-correction scores, the
+# mean of the bio-conservation scores (the label silhouette rescaled to 0-1 among them), and
+# 0.4 · batch + 0.6 · bio. Without min-max scaling across embeddings: one file is scored alone.
+SCORE_KEYS = ("scores.batch_correction", "scores.bio_conservation", "scores.total")
+_BATCH_SCORES = ("bras", "ilisi", "kbet", "graph_connectivity", "pcr_comparison")
+_BIO_SCORES = ("isolated_labels", "nmi", "ari", "silhouette", "clisi")
+# The steps the scores average (nmi writes ari).
+_SCORE_SOURCES = frozenset(
+    {f"mixing.{k}" for k in (*_BATCH_SCORES, "silhouette_batch")}
+    | {f"separation.{k}" for k in _BIO_SCORES if k != "ari"}
+)
+
+
+def _scores(sub: Mapping[str, Any]) -> dict[str, Any] | None:
+    """scIB's batch-correction, bio-conservation and total scores of one (sub)space, or None
+    when no mixing metric ran (no batch key)."""
+    mix = sub.get("mixing", {})
+    sep = sub.get("separation", {})
+    batch = {k: mix[k] for k in _BATCH_SCORES if isinstance(mix.get(k), (int, float))}
+    if "bras" not in batch and isinstance(mix.get("silhouette_batch"), (int, float)):
+        batch["silhouette_batch"] = mix["silhouette_batch"]
+    if not batch:
+        return None
+    bio = {k: sep[k] for k in _BIO_SCORES if isinstance(sep.get(k), (int, float))}
+    if "silhouette" in bio:
+        bio["silhouette"] = (bio["silhouette"] + 1.0) / 2.0  # scib's silhouette_label
+    out: dict[str, Any] = {"batch_correction": float(np.mean(list(batch.values())))}
+    if bio:
+        out["bio_conservation"] = float(np.mean(list(bio.values())))
+        out["total"] = 0.4 * out["batch_correction"] + 0.6 * out["bio_conservation"]
+    out["components"] = {"batch_correction": list(batch), "bio_conservation": list(bio)}
+    return out
 
 
 def _leakage(sub: dict[str, Any]) -> dict[str, Any] | None:
@@ -456,11 +498,17 @@ def compute_metrics(
     plans += [space(f"partitions.{name}.", slice(a, b)) for name, (a, b) in parts.items()]
     _execute(run, [e[2] for plan in plans for e in plan if e[0] == "task"], parallel=parallel)
     result.update(_assemble(run, plans[0]))
+    scores = _scores(result)
+    if scores is not None:
+        result["scores"] = scores
     if parts:
         result["partitions"] = {}
         result["leakage"] = {}
         for plan, (name, (start, stop)) in zip(plans[1:], parts.items(), strict=True):
             sub = _assemble(run, plan)
+            sub_scores = _scores(sub)
+            if sub_scores is not None:
+                sub["scores"] = sub_scores
             sub["dims"] = [start, stop]
             result["partitions"][name] = sub
             leak = _leakage(sub)
@@ -483,6 +531,11 @@ def compute_metrics(
         "mi_n_neighbors": 3,
         "histogram_bins": 20,
     }
+    if b is not None:
+        from latentdiag.metrics.scib import N_NEIGHBORS
+
+        # scIB's neighbourhoods (each counts the cell itself), all read from one exact graph.
+        result["settings"]["scib_neighbors"] = {k: min(v, n) for k, v in N_NEIGHBORS.items()}
     if label_names is not None:
         result["label_names"] = list(label_names)
     if batch_names is not None and b is not None:

@@ -1,0 +1,133 @@
+"""The scIB metrics inside `metrics`: with a batch key they run on every space from one exact
+k-NN graph, give the numbers the functions give, aggregate into scIB's scores, and reach
+`check` and the report; without one nothing of them is computed or reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from latentdiag.cli import cli
+from latentdiag.metrics import scib
+from latentdiag.metrics.knn_graph import exact_knn_graph
+from latentdiag.metrics.suite import compute_metrics
+from latentdiag.store import write_latents
+
+PARTS = {"first": (0, 4), "second": (4, 8)}
+
+
+def _data(n: int = 360, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    batch = rng.integers(0, 2, n)
+    mu = rng.normal(size=(n, 8))
+    mu[:, :4] += 2.0 * labels[:, None]  # the first half separates the labels
+    mu[:, 4:] += 1.5 * batch[:, None]  # the second half separates the batches
+    return mu.astype(np.float32), labels, batch
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict:
+    mu, labels, batch = _data()
+    return compute_metrics(mu, labels=labels, batch=batch, partitions=PARTS)
+
+
+def test_mixing_metrics_equal_the_functions_on_the_exact_graph(measured) -> None:
+    mu, labels, batch = _data()
+    graph = exact_knn_graph(mu, 89)
+    mix, sep = measured["mixing"], measured["separation"]
+    assert mix["ilisi"] == pytest.approx(scib.ilisi(graph, batch))
+    assert mix["kbet"] == pytest.approx(scib.kbet(graph, batch, labels))
+    assert mix["graph_connectivity"] == pytest.approx(scib.graph_connectivity(graph, labels))
+    assert mix["silhouette_batch"] == pytest.approx(scib.silhouette_batch(mu, labels, batch))
+    assert mix["bras"] == pytest.approx(scib.bras(mu, labels, batch))
+    assert sep["clisi"] == pytest.approx(scib.clisi(graph, labels))
+    assert sep["isolated_labels"] == pytest.approx(scib.isolated_labels(mu, labels, batch))
+    nmi_ari = scib.nmi_ari_kmeans(mu, labels, random_state=0)
+    assert (sep["nmi"], sep["ari"]) == pytest.approx((nmi_ari["nmi"], nmi_ari["ari"]))
+    # The separation metrics that use labels and batch together do not run "by batch".
+    assert "clisi" not in measured["batch_separation"]
+
+
+def test_each_partition_tells_its_own_story(measured) -> None:
+    first, second = (measured["partitions"][p] for p in ("first", "second"))
+    # The first half ignores the batch (mixed), the second is made of it (not mixed).
+    assert first["mixing"]["ilisi"] > second["mixing"]["ilisi"] + 0.3
+    assert first["separation"]["clisi"] > second["separation"]["clisi"]
+    assert first["scores"]["bio_conservation"] > second["scores"]["bio_conservation"]
+
+
+def test_scores_are_scibs_aggregates(measured) -> None:
+    mix, sep, scores = measured["mixing"], measured["separation"], measured["scores"]
+    batch = np.mean([mix[k] for k in ("bras", "ilisi", "kbet", "graph_connectivity")])
+    bio = np.mean(
+        [sep["isolated_labels"], sep["nmi"], sep["ari"], (sep["silhouette"] + 1) / 2,
+         sep["clisi"]]
+    )  # fmt: skip
+    assert scores["batch_correction"] == pytest.approx(batch)
+    assert scores["bio_conservation"] == pytest.approx(bio)
+    assert scores["total"] == pytest.approx(0.4 * batch + 0.6 * bio)
+    assert scores["components"]["batch_correction"] == [
+        "bras",
+        "ilisi",
+        "kbet",
+        "graph_connectivity",
+    ]
+
+
+def test_without_a_batch_key_nothing_of_scib_runs_or_is_listed() -> None:
+    mu, labels, _ = _data()
+    out = compute_metrics(mu, labels=labels, partitions=PARTS)
+    assert "mixing" not in out and "scores" not in out
+    assert not {"clisi", "nmi", "ari", "isolated_labels"} & set(out["separation"])
+    text = json.dumps(out["skipped"])
+    assert "clisi" not in text and "mixing" not in text
+
+
+def test_a_single_batch_is_skipped_with_its_reason() -> None:
+    mu, labels, _ = _data()
+    out = compute_metrics(mu, labels=labels, batch=np.zeros(len(labels), dtype=int))
+    reasons = {s["metric"]: s["reason"] for s in out["skipped"] if "metric" in s}
+    assert "mixing.ilisi" in reasons and "batch" in reasons["mixing.ilisi"].lower()
+
+
+def test_check_and_report_take_the_mixing_keys(tmp_path: Path) -> None:
+    mu, labels, batch = _data()
+    path = tmp_path / "lat.h5"
+    write_latents(
+        path,
+        mu,
+        labels=labels,
+        label_names=["a", "b", "c"],
+        columns={"batch": batch},
+        partitions=PARTS,
+    )
+    runner = CliRunner()
+    ok = runner.invoke(
+        cli,
+        ["check", str(path), "--batch-key", "batch",
+         "--require", "mixing.ilisi>=0", "--require", "scores.total>=0"],
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "mixing.ilisi" in ok.output
+    report = runner.invoke(
+        cli,
+        ["report", str(path), "--batch-key", "batch", "-o", str(tmp_path / "rep"),
+         "--projection", "none"],
+    )  # fmt: skip
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "iLISI" in page and "kBET acceptance" in page
+
+
+def test_tiny_files_use_the_neighbourhoods_they_have() -> None:
+    mu, labels, batch = _data(40, seed=4)
+    out = compute_metrics(mu, labels=labels, batch=batch)
+    assert out["settings"]["scib_neighbors"] == {"lisi": 40, "kbet": 40, "graph_connectivity": 15}
+    graph = exact_knn_graph(mu, 39)
+    assert out["mixing"]["ilisi"] == pytest.approx(scib.ilisi(graph, batch, n_neighbors=40))
+    assert 0.0 <= out["scores"]["total"] <= 1.0
