@@ -131,3 +131,21 @@ def test_tiny_files_use_the_neighbourhoods_they_have() -> None:
     graph = exact_knn_graph(mu, 39)
     assert out["mixing"]["ilisi"] == pytest.approx(scib.ilisi(graph, batch, n_neighbors=40))
     assert 0.0 <= out["scores"]["total"] <= 1.0
+
+
+def test_without_a_batch_key_a_partition_mixes_its_labels_or_not() -> None:
+    # z_shared should mix the modalities (high iLISI with the label as the batch), z_modality
+    # separate them; the whole space has no mixing section, and no partition gets scores.
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 500)
+    mu = rng.normal(size=(500, 8))
+    mu[:, 4:] += 3.0 * labels[:, None]
+    out = compute_metrics(mu, labels=labels, partitions={"shared": (0, 4), "modality": (4, 8)})
+    assert "mixing" not in out
+    shared, modality = out["partitions"]["shared"], out["partitions"]["modality"]
+    assert set(shared["mixing"]) == {"ilisi"} and "scores" not in shared
+    assert shared["mixing"]["ilisi"] > 0.6 > 0.1 > modality["mixing"]["ilisi"]
+    graph = exact_knn_graph(mu[:, :4], 89)
+    assert shared["mixing"]["ilisi"] == pytest.approx(scib.ilisi(graph, labels))
+    notes = [n["metric"] for n in out["notes"]]
+    assert "partitions.shared.mixing.ilisi" in notes

@@ -1007,7 +1007,7 @@ for _spec in (
     MetricSpec("separation", "nmi", _nmi, 0.5, _SCIB, ("ari",), side_lane=True,
                by_batch=False, shown=_SHOWN_NMI, headline=("separation.nmi", "separation.ari"),
                rank=8),
-    MetricSpec("mixing", "ilisi", _ilisi, 0.5, ("batch",),
+    MetricSpec("mixing", "ilisi", _ilisi, 0.5, ("batch",), label_as_batch=True,
                shown=_SHOWN_ILISI, headline=("mixing.ilisi",)),
     MetricSpec("mixing", "kbet", _kbet, 1.0, ("labels", "batch"),
                shown=_SHOWN_KBET, headline=("mixing.kbet",)),

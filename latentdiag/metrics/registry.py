@@ -158,6 +158,8 @@ class MetricSpec:
         rank: Its place among the report's rows of its section (default: registry order).
         by_batch: A separation metric that also runs with the batch column as the grouping
             (``batch_separation``); ``False`` for those that use labels and batch together.
+        label_as_batch: A mixing metric that, in a partition of a file without a batch key,
+            runs with the label as the batch (iLISI: does z_shared mix the modalities?).
     """
 
     section: str
@@ -171,6 +173,7 @@ class MetricSpec:
     headline: tuple[str, ...] = ()
     rank: float | None = None
     by_batch: bool = True
+    label_as_batch: bool = False
 
     @property
     def full_key(self) -> str:

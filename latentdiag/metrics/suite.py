@@ -230,8 +230,13 @@ def _plan_space(
     batch_names: Sequence[str] | None = None,
     why_no_labels: str = "no labels: the latents come without /labels",
     exhaustive: bool = False,
+    labels_as_batch: bool = False,
 ) -> list[tuple[Any, ...]]:
     """The steps for one latent (sub)space, in the order of its sections and keys.
+
+    ``labels_as_batch`` (a partition of a file without a batch key): the mixing metrics
+    declared ``label_as_batch`` run with the label as the batch — does z_shared mix the
+    modalities? — and say so in a note.
 
     Each entry is ``("skip", entry)`` (a reason the data cannot support a metric or section)
     or ``("task", section, task)``; :func:`_assemble` turns them into the sections once every
@@ -263,7 +268,11 @@ def _plan_space(
         steps = [sp for sec, sp in plan if sec == section and run.wanted(prefix, sec, sp)]
         if not steps:
             continue
-        if not has.get(section, True):
+        stand_in = section == "mixing" and batch is None and labels_as_batch and labels is not None
+        if stand_in:
+            run.done += sum(sp.cost for sp in steps if not sp.label_as_batch)
+            steps = [sp for sp in steps if sp.label_as_batch]
+        if not has.get(section, True) and not stand_in:
             if section not in ("batch_separation", "mixing") or run.include is not None:
                 # No batch key is the common case: said once, in the settings, not per space.
                 entries.append(("skip", {"section": f"{prefix}{section}", "reason": why[section]}))
@@ -281,8 +290,8 @@ def _plan_space(
             seed=seed,
             device=device,
             exhaustive=exhaustive,
-            batch=batch,
-            batch_names=batch_names,
+            batch=labels if stand_in else batch,
+            batch_names=label_names if stand_in else batch_names,
             graphs=graphs,
         )
         for spec in steps:
@@ -291,6 +300,8 @@ def _plan_space(
             # The first need the data lacks skips the metric with its standard reason.
             # (By batch, the batch column stands in for the labels.)
             lacks = {**missing, "labels": missing["batch"]} if grouping else missing
+            if stand_in:
+                lacks = {**missing, "batch": None}
             lacking = [lacks[need] for need in spec.needs if lacks[need] is not None]
             if lacking and lacking[0] == no_batch and run.include is None:
                 # No batch key is the common case: said once, in the settings, not per metric.
@@ -303,6 +314,12 @@ def _plan_space(
                 run.done += cost
                 continue
             entries.append(("task", section, _Task(key, full, cost, fn, spec.side_lane)))
+            if stand_in:
+                note = (
+                    "with the label as the batch (no --batch-key): near 1 when this subspace "
+                    "mixes the labels, as a shared subspace should; near 0 when it separates them"
+                )
+                entries.append(("note", {"metric": full, "note": note}))
     return entries
 
 
@@ -312,6 +329,8 @@ def _assemble(run: _Run, entries: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     for entry in entries:
         if entry[0] == "skip":
             run.skipped.append(entry[1])
+        elif entry[0] == "note":
+            run.notes.append(entry[1])
         else:
             run.apply(sections.setdefault(entry[1], {}), entry[2])
     result: dict[str, Any] = {}
@@ -489,6 +508,7 @@ def compute_metrics(
             batch_names=batch_names,
             why_no_labels=why_no_labels or "no labels: the latents come without /labels",
             exhaustive=exhaustive,
+            labels_as_batch=prefix.startswith("partitions."),
         )
 
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
@@ -506,7 +526,7 @@ def compute_metrics(
         result["leakage"] = {}
         for plan, (name, (start, stop)) in zip(plans[1:], parts.items(), strict=True):
             sub = _assemble(run, plan)
-            sub_scores = _scores(sub)
+            sub_scores = _scores(sub) if b is not None else None  # no scores of a stand-in
             if sub_scores is not None:
                 sub["scores"] = sub_scores
             sub["dims"] = [start, stop]
