@@ -149,3 +149,50 @@ def test_without_a_batch_key_a_partition_mixes_its_labels_or_not() -> None:
     assert shared["mixing"]["ilisi"] == pytest.approx(scib.ilisi(graph, labels))
     notes = [n["metric"] for n in out["notes"]]
     assert "partitions.shared.mixing.ilisi" in notes
+
+
+def test_scib_table_ranks_by_total_and_marks_the_best() -> None:
+    from latentdiag.report.scib_table import scib_table
+
+    def doc(total: float, ilisi: float, sil: float) -> dict:
+        return {
+            "separation": {"silhouette": sil},
+            "mixing": {"ilisi": ilisi},
+            "scores": {"total": total, "batch_correction": ilisi, "bio_conservation": 0.5},
+        }
+
+    table = scib_table([("a", doc(0.4, 0.9, 0.2)), ("b", doc(0.7, 0.3, 0.6)), ("c", {})])
+    assert table is not None
+    assert [r["name"] for r in table["rows"]] == ["b", "a"]  # c has no scores
+    assert [r["rank"] for r in table["rows"]] == [1, 2]
+    assert table["best"]["mixing.ilisi"] == ["a"] and table["best"]["scores.total"] == ["b"]
+    assert table["best"]["scores.bio_conservation"] == ["b", "a"]  # a tie marks both
+    sil = {r["name"]: r["values"]["separation.silhouette_label"] for r in table["rows"]}
+    assert sil == pytest.approx({"a": 0.6, "b": 0.8})  # scib's (s + 1) / 2
+    assert "mixing.kbet" not in [c["key"] for c in table["columns"]]
+    assert scib_table([("a", doc(0.4, 0.9, 0.2))]) is None
+
+
+def test_a_report_of_several_embeddings_ranks_them(tmp_path: Path) -> None:
+    mu, labels, batch = _data()
+    paths = []
+    for name, shift in (("mixed", 0.0), ("split", 4.0)):
+        x = mu.copy()
+        x[:, :4] += shift * batch[:, None]  # "split" separates the batches in every dimension
+        path = tmp_path / f"{name}.h5"
+        write_latents(path, x, labels=labels, label_names=["a", "b", "c"],
+                      columns={"batch": batch})  # fmt: skip
+        paths.append(str(path))
+    runner = CliRunner()
+    out = runner.invoke(
+        cli,
+        ["report", *paths, "--batch-key", "batch", "-o", str(tmp_path / "rep"),
+         "--projection", "none"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    table = doc["scib_table"]
+    assert [r["name"] for r in table["rows"]] == ["mixed", "split"]
+    assert table["best"]["mixing.ilisi"] == ["mixed"]
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "scIB ranking" in page

@@ -409,11 +409,17 @@ def _metrics_document(
 
     if len(reports) == 1:
         return with_requirements(reports[0])
-    return {
+    from latentdiag.report.scib_table import scib_table
+
+    doc: dict[str, Any] = {
         "files": [
             {"name": r.name, "path": r.path, "metrics": with_requirements(r)} for r in reports
         ]
     }
+    table = scib_table([(r.name, r.metrics) for r in reports])
+    if table is not None:
+        doc["scib_table"] = table
+    return doc
 
 
 def _temp_name(path: Path) -> Path:

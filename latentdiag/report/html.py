@@ -143,6 +143,7 @@ class _Page:
         self.summary()
         if len(self.files) > 1:
             self.comparison()
+            self.scib_ranking()
         self.files_table()
         for section_id, title in SECTIONS.items():
             self.section(section_id, title)
@@ -338,6 +339,35 @@ class _Page:
                 v = get_path(f.metrics, path)
                 self.w(f'<td class="num">{esc(fmt_value(v))}</td>')
                 self.w(delta_cell(base.name, f.name, v0, v, info))
+            self.w("</tr>")
+        self.w("</table></section>\n")
+
+    def scib_ranking(self) -> None:
+        """scIB's ranked table (files with a batch key): embeddings as rows, best in bold."""
+        from latentdiag.report.scib_table import scib_table
+
+        table = scib_table([(f.name, f.metrics) for f in self.files])
+        if table is None:
+            return
+        self.w('<section id="scib"><h2>scIB ranking</h2>')
+        self.w(
+            "<p>The files ranked by scIB's total score (0.4 · batch correction + 0.6 · bio "
+            "conservation), as scib-metrics' Benchmarker ranks embeddings; every column is "
+            "0 to 1, higher better, the best of each in bold. Values are each file's own, not "
+            "min-max scaled across the files.</p>"
+        )
+        self.w('<table class="delta"><tr><th>rank</th><th>file</th>')
+        for c in table["columns"]:
+            self.w(f'<th title="{esc(c["group"])}">{esc(c["title"])}</th>')
+        self.w("</tr>")
+        for row in table["rows"]:
+            self.w(f'<tr><td class="num">{row["rank"]}</td><td>{esc(row["name"])}</td>')
+            for c in table["columns"]:
+                v = row["values"][c["key"]]
+                text = esc(fmt_value(v)) if v is not None else "—"
+                if row["name"] in table["best"].get(c["key"], ()):
+                    text = f"<b>{text}</b>"
+                self.w(f'<td class="num">{text}</td>')
             self.w("</tr>")
         self.w("</table></section>\n")
 
