@@ -196,3 +196,31 @@ def test_a_report_of_several_embeddings_ranks_them(tmp_path: Path) -> None:
     assert table["best"]["mixing.ilisi"] == ["mixed"]
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "scIB ranking" in page
+
+
+def test_pcr_comparison_reads_the_embedding_before_integration(tmp_path: Path) -> None:
+    anndata = pytest.importorskip("anndata")
+    import pandas as pd
+
+    mu, labels, batch = _data()
+    before = mu + 3.0 * batch[:, None]  # the batch effect integration removed
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(labels.astype(str)), "batch": pd.Categorical(batch)},
+        index=[str(i) for i in range(len(labels))],
+    )
+    path = tmp_path / "cells.h5ad"
+    anndata.AnnData(obs=obs, obsm={"X_emb": mu, "X_pca": before}).write_h5ad(path)
+    args = ["metrics", str(path), "--obsm", "X_emb", "--label-key", "cell_type",
+            "--batch-key", "batch", "--json"]  # fmt: skip
+    runner = CliRunner()
+    with_pre = json.loads(runner.invoke(cli, [*args, "--pre-obsm", "X_pca"]).output)
+    assert with_pre["pre_obsm"] == "X_pca"
+    expected = scib.pcr_comparison(before, mu, batch)
+    assert with_pre["mixing"]["pcr_comparison"] == pytest.approx(expected)
+    assert "pcr_comparison" in with_pre["scores"]["components"]["batch_correction"]
+    without = json.loads(runner.invoke(cli, args).output)
+    reasons = {s["metric"]: s["reason"] for s in without["skipped"] if "metric" in s}
+    assert "--pre-obsm" in reasons["mixing.pcr_comparison"]
+    bad = runner.invoke(cli, [*args, "--pre-obsm", "X_nope"])
+    assert bad.exit_code != 0
+    assert bad.output.count("Error:") == 1 and "no obsm entry 'X_nope'" in bad.output

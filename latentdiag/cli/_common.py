@@ -84,6 +84,17 @@ def latents_options(f: F) -> F:
     return f
 
 
+def pre_obsm_option(f: F) -> F:
+    """``--pre-obsm``: the embedding before integration, for scIB's PCR comparison."""
+    return click.option(
+        "--pre-obsm",
+        metavar="KEY",
+        default=None,
+        help="AnnData input: the obsm key of the embedding before integration, e.g. X_pca "
+        "(with --batch-key, enables mixing.pcr_comparison).",
+    )(f)
+
+
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON; NaN/inf become null so any JSON parser reads it."""
     click.echo(json.dumps(to_jsonable(data), indent=2, allow_nan=False))

@@ -13,6 +13,7 @@ from latentdiag.cli._common import (
     echo_json,
     json_option,
     latents_options,
+    pre_obsm_option,
     seed_option,
 )
 from latentdiag.cli.metrics_cmd import exhaustive_option, progress_bar, sample_option
@@ -40,6 +41,7 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 )
 @click.option("--min-silhouette", type=float, help="Shorthand: separation.silhouette>=X.")
 @latents_options
+@pre_obsm_option
 @click.option(
     "--min-centroid-distance",
     type=float,
@@ -59,6 +61,7 @@ def check_command(
     batch_key: str | None,
     obsm: str | None,
     logvar_obsm: str | None,
+    pre_obsm: str | None,
     as_json: bool,
     sample: int | None,
     exhaustive: bool,
@@ -102,7 +105,12 @@ def check_command(
             "give at least one requirement: --require, --min-silhouette or --min-centroid-distance."
         )
     with open_latents(
-        latents, label_key=label_key, batch_key=batch_key, obsm=obsm, logvar_obsm=logvar_obsm
+        latents,
+        label_key=label_key,
+        batch_key=batch_key,
+        obsm=obsm,
+        logvar_obsm=logvar_obsm,
+        pre_obsm=pre_obsm,
     ) as store:
         validate_requirements(reqs, store.partitions)
         with progress_bar() as progress:

@@ -16,6 +16,7 @@ from latentdiag.cli._common import (
     echo_json,
     json_option,
     latents_options,
+    pre_obsm_option,
     seed_option,
 )
 
@@ -46,6 +47,7 @@ def sample_option(f: Any) -> Any:
 @click.command("metrics")
 @click.argument("latents", type=click.Path(dir_okay=False))
 @latents_options
+@pre_obsm_option
 @json_option
 @sample_option
 @exhaustive_option
@@ -57,6 +59,7 @@ def metrics_command(
     batch_key: str | None,
     obsm: str | None,
     logvar_obsm: str | None,
+    pre_obsm: str | None,
     as_json: bool,
     sample: int | None,
     exhaustive: bool,
@@ -88,6 +91,7 @@ def metrics_command(
             batch_key=batch_key,
             obsm=obsm,
             logvar_obsm=logvar_obsm,
+            pre_obsm=pre_obsm,
             sample=sample,
             seed=seed,
             device=device,

@@ -13,6 +13,7 @@ from latentdiag.cli._common import (
     json_option,
     latents_options,
     out_option,
+    pre_obsm_option,
     seed_option,
 )
 from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
@@ -55,6 +56,7 @@ from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
     help="Also write TensorBoard Projector TSV files (vectors + metadata) into DIR/projector.",
 )
 @latents_options
+@pre_obsm_option
 @seed_option
 @device_option
 @json_option
@@ -65,6 +67,7 @@ def report_command(
     batch_key,
     obsm,
     logvar_obsm,
+    pre_obsm,
     names,
     projections,
     plot_sample,
@@ -117,6 +120,7 @@ def report_command(
         batch_key=batch_key,
         obsm=obsm,
         logvar_obsm=logvar_obsm,
+        pre_obsm=pre_obsm,
         exhaustive=exhaustive,
     )
     if as_json:

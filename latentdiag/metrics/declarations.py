@@ -878,6 +878,14 @@ def _bras(s: Space) -> Step:
     return lambda _p: scib.bras(s.mu, y, b)
 
 
+def _pcr_comparison(s: Space) -> Step:
+    from latentdiag.metrics import scib
+
+    assert s.batch is not None and s.pre is not None
+    b, pre = s.batch, s.pre
+    return lambda _p: scib.pcr_comparison(pre, s.mu, b)
+
+
 def _clisi(s: Space) -> Step:
     from latentdiag.metrics import scib
 
@@ -941,6 +949,15 @@ _SHOWN_BRAS = {
         "Batch removal adapted silhouette (scib-metrics' successor of the batch silhouette): "
         "within each label, how little its batches stand apart, with cosine distances.",
         *_ASW_DOC,
+    )
+}
+_SHOWN_PCR_COMPARISON = {
+    "mixing.pcr_comparison": _scib_info(
+        "PCR comparison",
+        "How much less of the variance the batch explains after integration than before "
+        "(principal component regression on the embedding given with --pre-obsm).",
+        "pcr-comparison--mixingpcr_comparison",
+        "PCR comparison",
     )
 }
 _SHOWN_CLISI = {
@@ -1017,6 +1034,8 @@ for _spec in (
                shown=_SHOWN_SILHOUETTE_BATCH, headline=("mixing.silhouette_batch",)),
     MetricSpec("mixing", "bras", _bras, 0.5, ("labels", "batch"),
                shown=_SHOWN_BRAS, headline=("mixing.bras",)),
+    MetricSpec("mixing", "pcr_comparison", _pcr_comparison, 0.2, ("batch", "pre"),
+               shown=_SHOWN_PCR_COMPARISON, headline=("mixing.pcr_comparison",)),
     MetricSpec("information", "mi_per_dim", _mi_per_dim, 0.5, (),
                ("mi_per_dim_normalized", "mi_sum", "label_entropy"),
                shown=_SHOWN_MI_PER_DIM, headline=_HEAD_MI_PER_DIM, rank=3),

@@ -38,7 +38,7 @@ __all__ = [
 # ``mixing`` holds the batch-correction metrics (they need a batch column).
 SECTIONS = ("separation", "batch_separation", "mixing", "information", "disentanglement")
 # What a declaration can need of the data.
-NEEDS = ("labels", "batch", "logvar", "factors")
+NEEDS = ("labels", "batch", "logvar", "factors", "pre")
 # A metric's computation on one space: called with a progress callback (fraction done),
 # returns its value, or a dict of its value and the keys it writes beside it. A dict may also
 # carry "_notes" (how the data was reduced) and "_skipped" ((key, reason) pairs).
@@ -118,6 +118,7 @@ class Space:
     batch: np.ndarray | None = None
     batch_names: Sequence[str] | None = None
     graphs: GraphCache | None = None
+    pre: np.ndarray | None = None  # the embedding before integration (mixing.pcr_comparison)
 
     def graph(self, k: int) -> Any:
         """The exact k-NN graph of ``mu`` with ``k`` neighbours per row (a ``KNNGraph``)."""
@@ -146,8 +147,9 @@ class MetricSpec:
         cost: Relative cost, for the progress bar.
         needs: What the data must have: ``"labels"`` (every separation metric), ``"batch"``
             (every mixing metric), ``"logvar"``, ``"factors"`` (every disentanglement
-            metric). A missing need skips the metric with the standard reason before ``plan``
-            is called.
+            metric), ``"pre"`` (an embedding before integration, for PCR comparison). A
+            missing need skips the metric with the standard reason before ``plan`` is
+            called.
         extras: Keys the step writes beside ``key`` (``silhouette_per_label``...).
         side_lane: It runs scikit-learn estimators (Python-level loops around compiled
             fits): the suite runs it on a second thread beside the numba kernels.

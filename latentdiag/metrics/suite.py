@@ -31,6 +31,10 @@ __all__ = [
 ProgressCallback = Callable[[str, float], None]
 
 _NO_LOGVAR = "no logvar: the latents come without /logvar (a deterministic encoder?)"
+_NO_PRE = (
+    "no embedding before integration: give one (e.g. the PCA of the counts) with --pre-obsm "
+    "KEY to compare the batch's share of the variance before and after"
+)
 
 
 def _plan() -> list[tuple[str, MetricSpec]]:
@@ -231,6 +235,7 @@ def _plan_space(
     why_no_labels: str = "no labels: the latents come without /labels",
     exhaustive: bool = False,
     labels_as_batch: bool = False,
+    pre: np.ndarray | None = None,
 ) -> list[tuple[Any, ...]]:
     """The steps for one latent (sub)space, in the order of its sections and keys.
 
@@ -261,6 +266,7 @@ def _plan_space(
         "batch": None if batch is not None else no_batch,
         "logvar": None if logvar is not None else _NO_LOGVAR,
         "factors": None if factors is not None else why["disentanglement"],
+        "pre": None if pre is not None else _NO_PRE,
     }
     graphs = GraphCache(mu, device)  # one exact k-NN graph of this space, built on first use
     plan = _plan()
@@ -293,6 +299,7 @@ def _plan_space(
             batch=labels if stand_in else batch,
             batch_names=label_names if stand_in else batch_names,
             graphs=graphs,
+            pre=pre,
         )
         for spec in steps:
             key, cost = spec.key, spec.cost
@@ -421,6 +428,7 @@ def compute_metrics(
     why_no_labels: str | None = None,
     exhaustive: bool = False,
     parallel: bool = True,
+    pre_embedding: Any = None,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
@@ -451,6 +459,8 @@ def compute_metrics(
             wide latents (more than ``WIDE_DIMS`` dimensions) to seconds: the probes run on
             fewer rows, the posterior TC on the most active dimensions, and DCI and the
             discrete SAP are skipped, each said under ``notes`` or ``skipped``.
+        pre_embedding: The embedding before integration (n_samples, any width), e.g. the PCA
+            of the counts: enables ``mixing.pcr_comparison`` (with a batch).
         parallel: Run the scikit-learn-based steps (probes, SAP, FactorVAE, Davies-Bouldin,
             Calinski-Harabasz) on a second thread beside the numba kernels of the others. The
             values are the same either way; only the wall time differs.
@@ -481,6 +491,13 @@ def compute_metrics(
                 f"batch must be 1-D with one batch per row ({n:,}); found shape {b.shape}."
             )
     lv = None if logvar is None else check_logvar(logvar, arr)
+    pre = None
+    if pre_embedding is not None:
+        pre = check_latents(pre_embedding, name="pre_embedding")
+        if pre.shape[0] != n:
+            raise MetricInputError(
+                f"pre_embedding must have one row per row of mu ({n:,}); found {pre.shape[0]:,}."
+            )
     fac = None if factors is None else check_factors(factors, n)
     parts = check_partitions(partitions, d, error=MetricInputError)
     from latentdiag.metrics.silhouette import resolve_device
@@ -509,6 +526,7 @@ def compute_metrics(
             why_no_labels=why_no_labels or "no labels: the latents come without /labels",
             exhaustive=exhaustive,
             labels_as_batch=prefix.startswith("partitions."),
+            pre=pre,
         )
 
     result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
@@ -572,6 +590,7 @@ def compute_metrics_for_store(
     batch_key: str | None = None,
     obsm: str | None = None,
     logvar_obsm: str | None = None,
+    pre_obsm: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """:func:`compute_metrics` on a latents file (a path or an open ``LatentStore``).
@@ -584,6 +603,8 @@ def compute_metrics_for_store(
         batch_key: With a path or AnnData: the column that should mix.
         obsm: With an ``.h5ad`` path or AnnData: the obsm key of the embedding.
         logvar_obsm: With an ``.h5ad`` path or AnnData: the obsm key of the log-variances.
+        pre_obsm: With an ``.h5ad`` path or AnnData: the obsm key of the embedding before
+            integration (enables ``mixing.pcr_comparison``).
         **kwargs: ``sample``, ``seed``, ``device``, ``progress``, ``include`` as in
             :func:`compute_metrics`.
 
@@ -599,13 +620,18 @@ def compute_metrics_for_store(
 
     if not isinstance(store, LatentSource):
         with open_latents(
-            store, label_key=label_key, batch_key=batch_key, obsm=obsm, logvar_obsm=logvar_obsm
+            store,
+            label_key=label_key,
+            batch_key=batch_key,
+            obsm=obsm,
+            logvar_obsm=logvar_obsm,
+            pre_obsm=pre_obsm,
         ) as opened:
             return compute_metrics_for_store(opened, **kwargs)
-    if (label_key, batch_key, obsm, logvar_obsm) != (None, None, None, None):
+    if (label_key, batch_key, obsm, logvar_obsm, pre_obsm) != (None,) * 5:
         raise MetricInputError(
-            "label_key, batch_key, obsm and logvar_obsm are chosen when a file is opened; give "
-            "them to open_latents(), or pass a path here."
+            "label_key, batch_key, obsm, logvar_obsm and pre_obsm are chosen when a file is "
+            "opened; give them to open_latents(), or pass a path here."
         )
     result = compute_metrics(
         store.mu,
@@ -620,12 +646,15 @@ def compute_metrics_for_store(
         label_key=store.label_key,
         batch_key=store.batch_key,
         why_no_labels=no_label_reason(store),
+        pre_embedding=store.pre_embedding,
         **kwargs,
     )
     head: dict[str, Any] = {"file": str(store.path)}
     obsm_key = getattr(store, "obsm_key", None)
     if obsm_key is not None:
         head["obsm"] = obsm_key
+    if store.pre_obsm_key is not None:
+        head["pre_obsm"] = store.pre_obsm_key
     return {**head, **result}
 
 

@@ -156,6 +156,7 @@ def build_report(
     obsm: str | None = None,
     logvar_obsm: str | None = None,
     exhaustive: bool = False,
+    pre_obsm: str | None = None,
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
@@ -184,6 +185,8 @@ def build_report(
         obsm: For ``.h5ad`` files: the obsm key of the embedding.
         logvar_obsm: For ``.h5ad`` files: the obsm key of the log-variances.
         exhaustive: Passed to ``compute_metrics`` (every metric on every dimension).
+        pre_obsm: For ``.h5ad`` files: the obsm key of the embedding before integration
+            (enables ``mixing.pcr_comparison``).
 
     Returns:
         A :class:`ReportResult`.
@@ -211,6 +214,7 @@ def build_report(
                     batch_key=batch_key,
                     obsm=obsm,
                     logvar_obsm=logvar_obsm,
+                    pre_obsm=pre_obsm,
                 )
             )
         _check_requirement_keys(requirements, stores)

@@ -178,6 +178,7 @@ def measure_file(
         batch_key=store.batch_key,
         why_no_labels=no_label_reason(store),
         exhaustive=exhaustive,
+        pre_embedding=store.pre_embedding,
     )
     obsm_key = getattr(store, "obsm_key", None)
     if obsm_key is not None:

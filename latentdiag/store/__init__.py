@@ -71,6 +71,7 @@ def open_latents(
     obsm: str | None = None,
     logvar_obsm: str | None = None,
     allow_incomplete: bool = False,
+    pre_obsm: str | None = None,
 ) -> LatentSource:
     """Open a latents file or an AnnData file (path or ``AnnData`` object) for reading.
 
@@ -81,6 +82,8 @@ def open_latents(
         obsm: AnnData only: the obsm key of the embedding (default: the only ``X_*`` one).
         logvar_obsm: AnnData only: the obsm key of the posterior log-variances.
         allow_incomplete: Latents files only: open an unfinished ``.partial`` file.
+        pre_obsm: AnnData only: the obsm key of the embedding before integration (for
+            mixing.pcr_comparison), e.g. ``X_pca``.
 
     Raises:
         StoreError: The file cannot be read (see :class:`LatentStore` and
@@ -94,12 +97,17 @@ def open_latents(
         from latentdiag.store.h5ad import AnnDataLatents
 
         return AnnDataLatents(
-            source, obsm=obsm, logvar_obsm=logvar_obsm, label_key=label_key, batch_key=batch_key
+            source,
+            obsm=obsm,
+            logvar_obsm=logvar_obsm,
+            label_key=label_key,
+            batch_key=batch_key,
+            pre_obsm=pre_obsm,
         )
-    if obsm is not None or logvar_obsm is not None:
+    if obsm is not None or logvar_obsm is not None or pre_obsm is not None:
         from latentdiag.errors import ConfigError
 
-        flag = "--obsm" if obsm is not None else "--logvar-obsm"
+        flag = "--obsm" if obsm is not None else "--logvar-obsm" if logvar_obsm else "--pre-obsm"
         raise ConfigError(
             f"{flag} applies to AnnData (.h5ad) input; {source} is a latents file, whose "
             "embedding is /mu."

@@ -89,6 +89,9 @@ class LatentSource:
     label_key: str | None = None
     batch_key: str | None = None
     batch_names: list[str] | None = None
+    # AnnData only: the embedding before integration (--pre-obsm), for mixing.pcr_comparison.
+    pre_embedding: np.ndarray | None = None
+    pre_obsm_key: str | None = None
 
     # -- what a subclass provides ---------------------------------------------------------
     def has(self, name: str) -> bool:

@@ -147,6 +147,7 @@ class AnnDataLatents(LatentSource):
         logvar_obsm: str | None = None,
         label_key: str | None = None,
         batch_key: str | None = None,
+        pre_obsm: str | None = None,
     ) -> None:
         ad = _anndata()
         self._backed: Any = None
@@ -170,12 +171,31 @@ class AnnDataLatents(LatentSource):
             self._backed = adata
         try:
             self._load(adata, obsm, logvar_obsm, x_kind, x_shape)
+            if pre_obsm is not None:
+                self._load_pre(adata, pre_obsm)
             self._select(label_key, batch_key, default_from_file=False)
         except BaseException:
             self.close()
             raise
 
     # -- loading --------------------------------------------------------------------------
+    def _load_pre(self, adata: Any, key: str) -> None:
+        """The embedding before integration (``--pre-obsm``), for mixing.pcr_comparison."""
+        p = self.path
+        if key not in adata.obsm:
+            raise StoreError(
+                f"--pre-obsm {key}: {p} has no obsm entry {key!r}; its obsm keys: "
+                f"{_list_obsm(adata, list(adata.obsm.keys()))}."
+            )
+        pre = _check_embedding(_as_array(adata.obsm[key]), f"{p}: obsm {key!r}")
+        if pre.shape[0] != self.n_samples:
+            raise StoreError(
+                f"--pre-obsm {key}: obsm {key!r} has {pre.shape[0]:,} rows but the embedding "
+                f"has {self.n_samples:,}."
+            )
+        self.pre_embedding = pre
+        self.pre_obsm_key = str(key)
+
     def _load(
         self,
         adata: Any,
