@@ -195,7 +195,9 @@ def test_a_report_of_several_embeddings_ranks_them(tmp_path: Path) -> None:
     assert [r["name"] for r in table["rows"]] == ["mixed", "split"]
     assert table["best"]["mixing.ilisi"] == ["mixed"]
     page = (tmp_path / "rep" / "report.html").read_text()
-    assert "scIB ranking" in page
+    assert "scIB ranking" in page and 'alt="scIB ranking"' in page
+    png = (tmp_path / "rep" / "figures" / "scib-ranking.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
 
 
 def test_pcr_comparison_reads_the_embedding_before_integration(tmp_path: Path) -> None:

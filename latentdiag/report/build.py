@@ -286,6 +286,15 @@ def build_report(
         projector_files[out / "projector" / f"{slug}-vectors.tsv"] = vectors
         projector_files[out / "projector" / f"{slug}-metadata.tsv"] = meta
 
+    from latentdiag.report.scib_table import scib_table
+
+    ranking = scib_table([(r.name, r.metrics) for r in reports])
+    scib_png = None
+    if ranking is not None:
+        from latentdiag.report import figures as fg
+
+        scib_png = fg.to_png(fg.scib_table_figure(ranking))
+        figure_files[out / "figures" / "scib-ranking.png"] = scib_png
     info = PageInfo(
         version=__version__,
         created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -294,6 +303,8 @@ def build_report(
         docs_url=docs_url if docs_url is not None else _docs_url(),
         figure_paths=figure_paths,
         projector_files=[str(p.relative_to(out)) for p in projector_files],
+        scib_png=scib_png,
+        scib_path="figures/scib-ranking.png",
     )
     say("writing the report")
     page = render_page(reports, outcomes, info)

@@ -471,3 +471,45 @@ def partition_figure(
 
 def _flat(series: Mapping[str, Sequence[float | None]]) -> list[float]:
     return [float(v) for values in series.values() for v in values if v is not None]
+
+
+def scib_table_figure(table: Mapping[str, Any]) -> Figure:
+    """scIB's ranked table as an image: one row per file (best total first), one column per
+    metric, each cell coloured by its value on 0–1 and written in it, the best of each column
+    in bold. ``table`` is :func:`latentdiag.report.scib_table.scib_table`'s result."""
+    columns = list(table["columns"])
+    rows = list(table["rows"])
+    m = np.array(
+        [[np.nan if r["values"][c["key"]] is None else r["values"][c["key"]] for c in columns]
+         for r in rows],
+        dtype=float,
+    )  # fmt: skip
+    fig = _figure(1.2 + 0.9 * len(columns), 1.6 + 0.45 * len(rows))
+    ax = fig.add_subplot()
+    ax.imshow(np.ma.masked_invalid(m), cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=1.0, aspect="auto")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(columns):
+            value = m[i, j]
+            if not np.isfinite(value):
+                ax.text(j, i, "—", ha="center", va="center", fontsize=8)
+                continue
+            best = r["name"] in table["best"].get(c["key"], ())
+            ax.text(
+                j,
+                i,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold" if best else "normal",
+                color="white" if value < 0.6 else "black",
+            )
+    ax.set_xticks(range(len(columns)), [plain(c["title"], 20) for c in columns], rotation=40,
+                  ha="right", fontsize=8)  # fmt: skip
+    ax.set_yticks(range(len(rows)), [f"{r['rank']}. {plain(r['name'], 24)}" for r in rows])
+    groups = [c["group"] for c in columns]
+    for j in range(1, len(columns)):
+        if groups[j] != groups[j - 1]:
+            ax.axvline(j - 0.5, color="white", linewidth=3)
+    ax.set_title("scIB ranking (0 to 1, higher better; best of each column in bold)")
+    return fig

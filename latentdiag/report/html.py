@@ -75,6 +75,8 @@ class PageInfo:
     docs_url: str | None
     figure_paths: Mapping[tuple[int, str], str]
     projector_files: Sequence[str] = ()
+    scib_png: bytes | None = None  # the scIB ranking as an image, with several files
+    scib_path: str = ""
 
 
 class _Page:
@@ -369,7 +371,15 @@ class _Page:
                     text = f"<b>{text}</b>"
                 self.w(f'<td class="num">{text}</td>')
             self.w("</tr>")
-        self.w("</table></section>\n")
+        self.w("</table>")
+        if self.info.scib_png is not None:
+            data = base64.b64encode(self.info.scib_png).decode("ascii")
+            path = f' <span class="path">({esc(self.info.scib_path)})</span>'
+            self.w(
+                f'<figure><img src="data:image/png;base64,{data}" alt="scIB ranking">'
+                f"<figcaption>The same table as an image.{path}</figcaption></figure>"
+            )
+        self.w("</section>\n")
 
     def files_table(self) -> None:
         self.w('<section id="files"><h2>Files</h2><table class="files">')
