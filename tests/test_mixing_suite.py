@@ -114,6 +114,11 @@ def test_check_and_report_take_the_mixing_keys(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "mixing.ilisi" in ok.output
+    tables = runner.invoke(cli, ["metrics", str(path), "--batch-key", "batch"])
+    assert tables.exit_code == 0, tables.output
+    assert "scIB: mixing and label conservation" in tables.output
+    for title in ("iLISI", "kBET acceptance", "cLISI", "scIB total"):
+        assert title in tables.output, title
     report = runner.invoke(
         cli,
         ["report", str(path), "--batch-key", "batch", "-o", str(tmp_path / "rep"),

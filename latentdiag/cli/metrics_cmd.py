@@ -172,6 +172,28 @@ _DISENTANGLEMENT = [
 ]
 
 
+_SCORES = [
+    ("scores.batch_correction", "scIB batch correction", "0 to 1, higher better"),
+    ("scores.bio_conservation", "scIB bio conservation", "0 to 1, higher better"),
+    ("scores.total", "scIB total (0.4 / 0.6)", "0 to 1, higher better"),
+]
+
+
+def _scib_rows() -> list[tuple[str, str, str]]:
+    """The scIB rows, from the declarations: the mixing metrics, the label-conservation ones
+    (separation metrics that use labels and batch together), then the aggregates."""
+    from latentdiag.metrics.registry import registered
+
+    rows = []
+    for spec in registered():
+        if spec.section == "mixing" or (spec.section == "separation" and not spec.by_batch):
+            for path in spec.headline:
+                info = spec.shown[path]
+                better = f", {info.direction} better" if info.direction else ""
+                rows.append((path, info.title, f"{info.range.split(',')[0]}{better}"))
+    return [*sorted(rows, key=lambda r: not r[0].startswith("mixing.")), *_SCORES]
+
+
 _PER_DIM = [
     ("mi_per_dim", "I(z;label) nats"),
     ("mi_per_dim_normalized", "÷ H(label)"),
@@ -294,6 +316,9 @@ def render(result: dict[str, Any]) -> None:
     if bsep:
         title = f"separation by batch ({result.get('batch_key')}): lower = better mixed"
         out.print(_section_table(title, bsep, _BATCH))
+    if result.get("mixing"):
+        title = "scIB: mixing and label conservation (scib-metrics' definitions; 1 = best)"
+        out.print(_section_table(title, result, _scib_rows()))
     info = result.get("information")
     if info:
         out.print(_section_table("information", info, _INFORMATION))
@@ -312,11 +337,14 @@ def render(result: dict[str, Any]) -> None:
         for section, rows in (
             ("separation", _SEPARATION),
             ("batch_separation", _SEPARATION),
+            ("", _scib_rows()),
             ("information", _INFORMATION),
             ("disentanglement", _DISENTANGLEMENT),
         ):
             for key, label, _ in rows:
-                values = [_get(sub.get(section, {}), key) for sub in parts.values()]
+                values = [
+                    _get(sub.get(section, {}) if section else sub, key) for sub in parts.values()
+                ]
                 if any(v is not None for v in values):
                     by = " (by batch)" if section == "batch_separation" else ""
                     table.add_row(label.strip() + by, *[_fmt(v) for v in values])
