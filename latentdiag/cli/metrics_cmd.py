@@ -71,7 +71,9 @@ def metrics_command(
     LATENTS is a latents file (.h5) or an AnnData file (.h5ad: the embedding from obsm, the
     columns from obs). Separation needs a label, posterior TC and KL need logvar,
     disentanglement needs factors; what the file cannot support is listed as skipped, with the
-    reason. --batch-key scores the batches too (batch_separation: lower is better mixed).
+    reason. --batch-key scores the batches too (batch_separation: lower is better mixed) and
+    runs the scIB suite with scib-metrics' definitions (mixing.*, cLISI, isolated labels,
+    NMI/ARI, scores.*; --pre-obsm adds PCR comparison).
     Named partitions get every metric again, plus a leakage summary (how much label and batch
     information each subspace holds). Definitions and ranges: docs/metrics.md.
 
@@ -80,6 +82,7 @@ def metrics_command(
       latentdiag metrics latents.h5
       latentdiag metrics latents.h5 --json > metrics.json
       latentdiag metrics cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch
+      latentdiag metrics cells.h5ad --obsm X_scVI --batch-key batch --pre-obsm X_pca
       latentdiag metrics big.h5 --sample 20000 --device cuda
     """
     from latentdiag.metrics.suite import compute_metrics_for_store
