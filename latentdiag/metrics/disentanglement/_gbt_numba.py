@@ -47,6 +47,17 @@ _MAX_DEPTH = 3
 _N_NODES = 2 ** (_MAX_DEPTH + 1) - 1  # a complete tree of depth 3, in heap order
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _takes(proxy, best, f, bf, rank):  # type: ignore[no-untyped-def]
+    """Whether a candidate split of merit ``proxy`` on feature ``f`` replaces the best so far
+    (``best`` on feature ``bf``; ``bf`` < 0: none yet). Strictly better by more than 1e-12
+    relative wins; equal merit on another feature goes to the one ``rank`` puts first."""
+    if bf < 0:
+        return True
+    tol = 1e-12 * abs(best)
+    return proxy > best + tol or (f != bf and abs(proxy - best) <= tol and rank[f] < rank[bf])
+
+
 @njit(nogil=True, cache=True)
 def _grow_tree(  # type: ignore[no-untyped-def]
     X,
@@ -144,13 +155,7 @@ def _grow_tree(  # type: ignore[no-untyped-def]
                     c = int(cn)
                     proxy = sl * sl * inv[c] + sr * sr * inv[int(node_n[j]) - c]
                     bf = int(best_f[w])
-                    take = bf < 0
-                    if not take:
-                        tol = 1e-12 * abs(best[w])
-                        take = proxy > best[w] + tol or (
-                            f != bf and abs(proxy - best[w]) <= tol and rank[w, f] < rank[w, bf]
-                        )
-                    if take:
+                    if _takes(proxy, best[w], f, bf, rank[w]):
                         best[w] = proxy
                         best_f[w] = f
                         best_t[w] = np.float64(np.float32(last[w])) / 2.0 + np.float64(v) / 2.0
@@ -217,14 +222,7 @@ def _root_splits(order, xs, r, rank, inv, best_f, best_t):  # type: ignore[no-un
                     sl = cum[k]
                     sr = total[k] - sl
                     proxy = sl * sl * a + sr * sr * b
-                    bf = best_f[k]
-                    take = bf < 0
-                    if not take:
-                        tol = 1e-12 * abs(best[k])
-                        take = proxy > best[k] + tol or (
-                            f != bf and abs(proxy - best[k]) <= tol and rank[k, f] < rank[k, bf]
-                        )
-                    if take:
+                    if _takes(proxy, best[k], f, best_f[k], rank[k]):
                         best[k] = proxy
                         best_f[k] = f
                         best_t[k] = t
