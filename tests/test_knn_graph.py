@@ -104,3 +104,37 @@ def test_k_is_checked() -> None:
 def test_graph_shapes_are_checked() -> None:
     with pytest.raises(MetricInputError, match="one shape"):
         KNNGraph(indices=np.zeros((3, 2), dtype=np.int64), distances=np.zeros((3, 1)), k=2)
+
+
+def test_a_saved_graph_loads_equal_and_refuses_other_points(tmp_path) -> None:
+    X = np.random.default_rng(3).normal(size=(120, 5)).astype(np.float32)
+    graph = exact_knn_graph(X, 12)
+    path = graph.save(tmp_path / "graph.npz")
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically, no temporary left
+    back = KNNGraph.load(path, X)
+    np.testing.assert_array_equal(back.indices, graph.indices)
+    np.testing.assert_array_equal(back.distances, graph.distances)
+    assert back.k == 12 and back.source == graph.source
+    assert KNNGraph.load(path).subset(5).source == graph.source  # X is optional
+    other = X.copy()
+    other[7, 2] += 1e-3
+    with pytest.raises(MetricInputError, match="built on other points than X"):
+        KNNGraph.load(path, other)
+    with pytest.raises(MetricInputError, match="holds a graph of 120 points; X has 119 rows"):
+        KNNGraph.load(path, X[:-1])
+
+
+def test_a_bad_graph_file_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(MetricInputError, match="no k-NN graph file at"):
+        KNNGraph.load(tmp_path / "missing.npz")
+    good = exact_knn_graph(np.random.default_rng(0).normal(size=(30, 2)), 4).save(
+        tmp_path / "g.npz"
+    )
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(MetricInputError, match="cannot be read as a saved k-NN graph"):
+        KNNGraph.load(cut)
+    alien = tmp_path / "alien.npz"
+    np.savez(alien, indices=np.zeros((3, 1)))
+    with pytest.raises(MetricInputError, match=r"is not a k-NN graph written by KNNGraph\.save"):
+        KNNGraph.load(alien)

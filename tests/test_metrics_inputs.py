@@ -19,6 +19,7 @@ X = rng.normal(size=(N, D))
 LABELS = np.arange(N) % 3
 FACTORS = np.column_stack([np.arange(N) % 4, np.arange(N) % 5]).astype(float)
 LOGVAR = np.zeros((N, D))
+BATCH = (np.arange(N) // 2) % 2
 
 # name -> (kind, call). kind says which second argument the metric takes.
 LABELLED: dict[str, Callable[[Any, Any], Any]] = {
@@ -32,6 +33,10 @@ LABELLED: dict[str, Callable[[Any, Any], Any]] = {
     "knn_accuracy": lambda x, y: M.knn_accuracy(x, y),
     "linear_probe_accuracy": lambda x, y: M.linear_probe_accuracy(x, y),
     "mutual_info_per_dim": lambda x, y: M.mutual_info_per_dim(x, y),
+    "silhouette_batch": lambda x, y: M.silhouette_batch(x, y, BATCH[: len(y)]),
+    "bras": lambda x, y: M.bras(x, y, BATCH[: len(y)]),
+    "isolated_labels": lambda x, y: M.isolated_labels(x, y, BATCH[: len(y)]),
+    "nmi_ari_kmeans": lambda x, y: M.nmi_ari_kmeans(x, y),
 }
 FACTORED: dict[str, Callable[[Any, Any], Any]] = {
     "mig": lambda x, f: M.mig(x, f),
@@ -51,7 +56,18 @@ LATENTS_ONLY: dict[str, Callable[[Any], Any]] = {
     "zero_variance_dims": lambda x: M.zero_variance_dims(x),
     "histogram_discretize": lambda x: M.histogram_discretize(x),
     "compute_metrics": lambda x: M.compute_metrics(x, labels=LABELS),
+    "exact_knn_graph": lambda x: M.exact_knn_graph(x, 5),
+    "pcr_comparison": lambda x: M.pcr_comparison(x, x, BATCH),
 }
+# The scIB graph metrics take a KNNGraph, not latents: their labels are checked below.
+GRAPH: dict[str, Callable[[Any], Any]] = {
+    "lisi": lambda y: M.lisi(GRAPH_OF_X, y, n_neighbors=15),
+    "ilisi": lambda y: M.ilisi(GRAPH_OF_X, y, n_neighbors=15),
+    "clisi": lambda y: M.clisi(GRAPH_OF_X, y, n_neighbors=15),
+    "graph_connectivity": lambda y: M.graph_connectivity(GRAPH_OF_X, y),
+    "kbet": lambda y: M.kbet(GRAPH_OF_X, y, LABELS, n_neighbors=15),
+}
+GRAPH_OF_X = M.exact_knn_graph(X, 20)
 
 EVERY: dict[str, Callable[[Any], Any]] = {
     **{
@@ -84,7 +100,17 @@ def test_every_public_metric_is_covered() -> None:
             "active_unit_mask",
         }
     }
-    assert metric_like <= set(EVERY), metric_like - set(EVERY)
+    assert metric_like <= set(EVERY) | set(GRAPH), metric_like - set(EVERY) - set(GRAPH)
+
+
+@pytest.mark.parametrize("bad", ["wrong length", "2-D", "nan"])
+@pytest.mark.parametrize("metric", list(GRAPH))
+def test_graph_metrics_refuse_bad_labels(metric: str, bad: str) -> None:
+    value, message = BAD_LABELS[bad]
+    with pytest.raises(
+        MetricInputError, match=message.replace("the latents", "the (graph|latents)")
+    ):
+        GRAPH[metric](value)
 
 
 BAD_LATENTS: dict[str, tuple[Any, str]] = {
@@ -118,7 +144,7 @@ BAD_LABELS: dict[str, tuple[Any, str]] = {
     ),
     "one label": (
         np.zeros(N, int),
-        "at least 2 distinct labels; labels has only 1 distinct label \\(0\\)",
+        "at least 2 distinct labels; labels has only (1 distinct label \\(0\\)|one)",
     ),
     "2-D": (
         LABELS.reshape(-1, 1),
@@ -128,10 +154,17 @@ BAD_LABELS: dict[str, tuple[Any, str]] = {
 }
 
 
+#: The batch silhouettes compare batches within each label: one label is a valid input.
+ONE_LABEL_ALLOWED = {"silhouette_batch", "bras"}
+
+
 @pytest.mark.parametrize("bad", list(BAD_LABELS))
 @pytest.mark.parametrize("metric", list(LABELLED))
 def test_bad_labels_are_refused(metric: str, bad: str) -> None:
     value, message = BAD_LABELS[bad]
+    if bad == "one label" and metric in ONE_LABEL_ALLOWED:
+        assert 0.0 <= LABELLED[metric](X, value) <= 1.0
+        return
     with pytest.raises(MetricInputError, match=message):
         LABELLED[metric](X, value)
 

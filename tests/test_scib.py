@@ -310,10 +310,7 @@ ARRAY_CALLS = {
     "nmi_ari_kmeans": lambda x, y, b: scib.nmi_ari_kmeans(x, y),
 }
 USES_BATCH = {"ilisi", "kbet", "silhouette_batch", "bras", "isolated_labels", "pcr_comparison"}
-USES_LABELS = {"clisi", "kbet", "graph_connectivity", "silhouette_batch", "bras"} | {
-    "isolated_labels",
-    "nmi_ari_kmeans",
-}
+USES_LABELS = {"clisi", "kbet", "graph_connectivity", "isolated_labels", "nmi_ari_kmeans"}
 
 
 @pytest.mark.parametrize("name", sorted(USES_BATCH))
@@ -424,6 +421,16 @@ def _silhouettes_agree(sm: Any, X: np.ndarray, y: np.ndarray, b: np.ndarray) -> 
         sm.bras(X, y, b, metric="euclidean"), abs=5e-3
     )
     assert scib.isolated_labels(X, y, b) == pytest.approx(sm.isolated_labels(X, y, b), abs=5e-3)
+
+
+def test_batch_silhouettes_take_a_single_label(sm: Any) -> None:
+    """All cells of one type: the batches are still compared, as scib-metrics does."""
+    X, _, b = _data(n=200, n_labels=2, seed=8, noise=1.0)
+    one = np.zeros(len(X), dtype=int)
+    assert scib.silhouette_batch(X, one, b) == pytest.approx(
+        sm.silhouette_batch(X, one, b), abs=5e-3
+    )
+    assert scib.bras(X, one, b) == pytest.approx(sm.bras(X, one, b), abs=5e-3)
 
 
 def test_silhouettes_equal_scib_metrics(sm: Any) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from latentdiag.errors import MetricInputError
 from latentdiag.metrics._scib_checks import check_groups as _groups
-from latentdiag.metrics._validation import check_latents
+from latentdiag.metrics._validation import check_labels, check_latents, check_not_constant
 
 Metric = Literal["euclidean", "cosine"]
 Between = Literal["nearest", "mean_other", "furthest"]
@@ -61,7 +61,9 @@ def _batch_asw(
 ) -> float:
     """Per label: 1 - |silhouette by batch| (or |s| unscaled), mean per label, mean of those."""
     arr = check_latents(X, min_samples=3)
-    y = _groups(labels, arr.shape[0], name="labels", metric=metric_name)
+    check_not_constant(arr)
+    # One label is allowed (all cells one type): the batches are compared within it.
+    y = check_labels(labels, arr.shape[0], name="labels", min_labels=1, metric=metric_name)
     b = _groups(batch, arr.shape[0], name="batch", metric=metric_name)
     means = []
     for c in range(y.n_labels):
@@ -98,8 +100,8 @@ def silhouette_batch(X: Any, labels: Any, batch: Any, *, rescale: bool = True) -
         label), 0 worst.
 
     Raises:
-        MetricInputError: Bad latents, a single label or batch, wrong lengths, or no label
-            with cells from two batches.
+        MetricInputError: Bad or constant latents, a single batch, wrong lengths, or no
+            label with cells from two batches. A single label is allowed.
 
     References:
         Luecken et al., Nature Methods 19, 2022; P. J. Rousseeuw, 1987.
@@ -302,6 +304,7 @@ def nmi_ari_kmeans(
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     arr = check_latents(X, min_samples=2)
+    check_not_constant(arr)
     y = _groups(labels, arr.shape[0], name="labels", metric="NMI/ARI")
     pred = KMeans(n_clusters=y.n_labels, n_init=n_init, random_state=random_state).fit_predict(arr)
     nmi = normalized_mutual_info_score(y.codes, pred, average_method="arithmetic")

@@ -10,11 +10,19 @@ One graph serves several neighbourhood sizes: :meth:`KNNGraph.subset` keeps the 
 neighbours of each row, which are exactly the k' nearest, so a graph at k = 89 also gives
 the graphs at 14 and 49 (the scIB metrics' 15, 50 and 90 neighbours, which count the cell
 itself; see :mod:`latentdiag.metrics.scib`).
+
+A graph is worth keeping: :meth:`KNNGraph.save` writes it to an ``.npz`` with a digest of the
+points it was built on, and :meth:`KNNGraph.load` reads it back, refusing a file written for
+other points when they are given.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +30,7 @@ import numpy as np
 from latentdiag.errors import MetricInputError
 from latentdiag.metrics._validation import check_latents, check_positive_int
 
-__all__ = ["KNNGraph", "exact_knn_graph"]
+__all__ = ["KNNGraph", "exact_knn_graph", "points_digest"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,14 @@ class KNNGraph:
         indices: (n_samples, k) int64 neighbour indices, nearest first; ties by index.
         distances: (n_samples, k) float32 or float64 Euclidean distances, ascending per row.
         k: Neighbours per point.
+        source: Digest of the points the graph was built on (:func:`points_digest`), or
+            ``""`` when unknown; :meth:`load` compares it with the points it is given.
     """
 
     indices: np.ndarray
     distances: np.ndarray
     k: int
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.indices.shape != self.distances.shape or self.indices.ndim != 2:
@@ -72,7 +83,96 @@ class KNNGraph:
                 f"this graph holds {self.k} neighbours per point; k={k} cannot be taken from "
                 f"it. Build the graph with k >= {k}."
             )
-        return KNNGraph(indices=self.indices[:, :k], distances=self.distances[:, :k], k=k)
+        return KNNGraph(
+            indices=self.indices[:, :k], distances=self.distances[:, :k], k=k, source=self.source
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the graph to ``path`` (an ``.npz``), atomically: a reader never sees half a file.
+
+        Returns:
+            The path written.
+        """
+        out = Path(path)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    format=np.array(_GRAPH_FORMAT),
+                    indices=self.indices,
+                    distances=self.distances,
+                    k=np.array(self.k),
+                    source=np.array(self.source),
+                )
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], X: Any = None) -> KNNGraph:
+        """Read a graph written by :meth:`save`.
+
+        Args:
+            path: The ``.npz`` file.
+            X: The points the graph is to serve. When given, a graph built on other points
+                (another digest, another row count) is refused rather than silently reused.
+
+        Raises:
+            MetricInputError: The file is missing, not a saved graph, or was built on other
+                points than ``X``.
+        """
+        p = Path(path)
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "format" not in z.files or str(z["format"]) != _GRAPH_FORMAT:
+                    raise MetricInputError(
+                        f"{p} is not a k-NN graph written by KNNGraph.save (no "
+                        f"'{_GRAPH_FORMAT}' marker); build one with exact_knn_graph(X, k).save()."
+                    )
+                graph = cls(
+                    indices=z["indices"].astype(np.int64, copy=False),
+                    distances=z["distances"],
+                    k=int(z["k"]),
+                    source=str(z["source"]),
+                )
+        except FileNotFoundError:
+            raise MetricInputError(f"no k-NN graph file at {p}.") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            if isinstance(exc, MetricInputError):
+                raise
+            raise MetricInputError(
+                f"{p} cannot be read as a saved k-NN graph ({exc}); it may be truncated. "
+                "Build it again with exact_knn_graph(X, k).save()."
+            ) from None
+        if X is not None:
+            arr = check_latents(X, min_samples=2)
+            if arr.shape[0] != graph.n_samples:
+                raise MetricInputError(
+                    f"{p} holds a graph of {graph.n_samples:,} points; X has {arr.shape[0]:,} "
+                    "rows. Build the graph for these points."
+                )
+            digest = points_digest(arr)
+            if graph.source and graph.source != digest:
+                raise MetricInputError(
+                    f"{p} was built on other points than X (digest {graph.source[:12]} there, "
+                    f"{digest[:12]} here); reusing it would give wrong neighbours. Build the "
+                    "graph for these points."
+                )
+        return graph
+
+
+_GRAPH_FORMAT = "latentdiag-knn-graph-1"
+
+
+def points_digest(X: np.ndarray) -> str:
+    """A BLAKE2b digest of the points' shape, dtype and values: what a saved graph was built on."""
+    arr = np.ascontiguousarray(X)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
 
 
 def _knn_numba(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,4 +248,4 @@ def exact_knn_graph(X: Any, k: int, *, device: str = "cpu") -> KNNGraph:
     else:
         idx, sq = _knn_torch(arr, k, dev)
     dist = np.sqrt(sq).astype(arr.dtype, copy=False)
-    return KNNGraph(indices=idx, distances=dist, k=k)
+    return KNNGraph(indices=idx, distances=dist, k=k, source=points_digest(arr))
