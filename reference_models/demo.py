@@ -10,6 +10,7 @@ operation, so the output folder holds exactly what the separate commands would w
     DIR/runs/{baseline,disentangled}/   training runs (weights, config.json, metrics.jsonl, ...)
     DIR/onnx/{baseline,disentangled}.onnx
     DIR/latents/{baseline,disentangled}.h5
+    DIR/generation/{baseline,disentangled}/   gencheck of each decoder (generation.json, figures)
     DIR/report/report.html          the comparison
     DIR/README.md                   where everything is, the headline table, how to redo it
 """
@@ -29,7 +30,7 @@ from reference_models.progress import Reporter
 
 MODELS = ("baseline", "disentangled")
 # What the demo owns inside its folder; --overwrite removes these and nothing else.
-_OWNED = ("data", "runs", "onnx", "latents", "report", "README.md")
+_OWNED = ("data", "runs", "onnx", "latents", "generation", "report", "README.md")
 
 __all__ = ["MODELS", "QUICK", "DemoConfig", "DemoResult", "HeadlineRow", "format_value", "run_demo"]
 
@@ -185,6 +186,10 @@ def run_demo(
         result.paths[f"latents/{model}"] = embedded.path
         result.devices[f"embed {model}"] = runner.device
 
+    with clock("gencheck"):
+        say("checking what each decoder generates per label (gencheck)")
+        generation = _gencheck(out, result, config)
+
     run_of = {str(result.paths[f"latents/{m}"]): result.paths[f"runs/{m}"] for m in MODELS}
 
     def gallery(store: Any) -> list[tuple[str, str, Any]] | None:
@@ -200,12 +205,49 @@ def run_demo(
             seed=config.seed,
             device=config.device,
             extras=gallery,
+            generation=[generation[m] for m in MODELS],
         )
     result.paths["report"] = report.html
     result.headline = _headline(report.metrics_json, recon)
     _write_readme(out, result, config)
     result.paths["readme"] = out / "README.md"
     return result
+
+
+#: Samples generated per label for each model's gencheck.
+GENCHECK_N = 200
+
+
+def _gencheck(out: Path, result: DemoResult, config: DemoConfig) -> dict[str, Path]:
+    """gencheck of both decoders on the held-out images, with one judge trained on them."""
+    from latentdiag.data import open_dataset
+    from latentdiag.generation.gencheck import load_real, run_gencheck
+    from latentdiag.generation.judge import train_judge
+    from latentdiag.report.generation import write_gencheck_folder
+    from reference_models.generation import reference_decoder
+
+    x, y, names = load_real(open_dataset(str(result.paths["data/heldout"])))
+    judge = train_judge(x, y, n_labels=len(names), seed=config.seed, device=config.device)
+    folders: dict[str, Path] = {}
+    for model in MODELS:
+        decoder = reference_decoder(result.paths[f"runs/{model}"], device=config.device)
+        checked = run_gencheck(
+            decoder,
+            x,
+            y,
+            names,
+            n_per_label=GENCHECK_N,
+            seed=config.seed,
+            judge=judge,
+            device=config.device,
+        )
+        doc = checked.to_json()
+        doc["data"] = str(result.paths["data/heldout"])
+        folder = out / "generation" / model
+        write_gencheck_folder(folder, checked, doc)
+        folders[model] = folder
+        result.paths[f"generation/{model}"] = folder
+    return folders
 
 
 def _prepare(out: Path, overwrite: bool) -> Path:
@@ -268,6 +310,11 @@ _ROWS: Sequence[tuple[str, str, str]] = (
      "partitions.shared.separation.linear_probe_accuracy", "lower"),
     ("modality read from z_modality (linear probe)",
      "partitions.modality.separation.linear_probe_accuracy", "higher"),
+    ("samples judged as the modality asked for (condition accuracy; chance 0.25)",
+     "generation.condition_accuracy", "higher"),
+    ("classifier trained on samples, tested on real images (CAS)", "generation.cas", "higher"),
+    ("condition sensitivity (0: the decoder ignores the label)",
+     "generation.condition_sensitivity", "higher"),
 )  # fmt: skip
 
 

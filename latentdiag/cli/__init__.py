@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "metrics": "latentdiag.cli.metrics_cmd:metrics_command",
     "check": "latentdiag.cli.check_cmd:check_command",
     "report": "latentdiag.cli.report_cmd:report_command",
+    "gencheck": "latentdiag.cli.gencheck_cmd:gencheck_command",
 }
 
 

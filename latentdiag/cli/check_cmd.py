@@ -30,7 +30,7 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 
 
 @click.command("check")
-@click.argument("latents", type=click.Path(dir_okay=False))
+@click.argument("latents", type=click.Path())
 @click.option(
     "--require",
     "requirements",
@@ -47,6 +47,13 @@ def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     type=float,
     help="Shorthand: separation.centroid_distance.min>=X (every pair of labels that far apart).",
 )
+@click.option(
+    "--generation",
+    type=click.Path(),
+    default=None,
+    help="A gencheck result (the folder of `gencheck -o DIR`, or its generation.json): "
+    "requirements on generation.* are checked against it.",
+)
 @json_option
 @sample_option
 @exhaustive_option
@@ -62,6 +69,7 @@ def check_command(
     obsm: str | None,
     logvar_obsm: str | None,
     pre_obsm: str | None,
+    generation: str | None,
     as_json: bool,
     sample: int | None,
     exhaustive: bool,
@@ -75,9 +83,10 @@ def check_command(
     means a malformed requirement (a usage error); an unknown metric key or an unreadable file
     prints one `Error:` line and exits 1.
 
-    LATENTS is a latents file or an AnnData .h5ad file (see `latentdiag metrics --help`).
-    Requirements on batch_separation.* (e.g. the batch's linear probe accuracy) need
-    --batch-key.
+    LATENTS is a latents file or an AnnData .h5ad file (see `latentdiag metrics --help`),
+    or a gencheck result (a folder from `gencheck -o DIR` or its generation.json) when every
+    requirement is on generation.*. Requirements on batch_separation.* (e.g. the batch's
+    linear probe accuracy) need --batch-key; on generation.* a gencheck result.
 
     \b
     Examples:
@@ -85,6 +94,7 @@ def check_command(
       latentdiag check latents.h5 --require 'partitions.shared.linear_probe_accuracy<=0.4'
       latentdiag check cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch \\
           --require 'silhouette>=0.1' --require 'batch_separation.linear_probe_accuracy<=0.6'
+      latentdiag check gen/ --require 'generation.condition_accuracy>=0.9'
     """
     from latentdiag.metrics.check import (
         Requirement,
@@ -104,32 +114,67 @@ def check_command(
         raise click.UsageError(
             "give at least one requirement: --require, --min-silhouette or --min-centroid-distance."
         )
-    with open_latents(
-        latents,
-        label_key=label_key,
-        batch_key=batch_key,
-        obsm=obsm,
-        logvar_obsm=logvar_obsm,
-        pre_obsm=pre_obsm,
-    ) as store:
-        validate_requirements(reqs, store.partitions)
-        with progress_bar() as progress:
-            metrics = compute_metrics_for_store(
-                store,
-                include=required_keys(reqs),
-                sample=sample,
-                seed=seed,
-                device=device,
-                progress=progress,
-                exhaustive=exhaustive,
+    gen_reqs = [r for r in reqs if r.key.startswith("generation.")]
+    latent_reqs = [r for r in reqs if not r.key.startswith("generation.")]
+    gen_doc = _gencheck_doc(latents, generation)
+    if gen_doc is not None and generation is None:  # LATENTS itself is the gencheck result
+        if latent_reqs:
+            raise click.UsageError(
+                f"{latents} is a gencheck result: it answers requirements on generation.* only; "
+                f"check {latent_reqs[0]} on a latents file (with --generation {latents})."
             )
-    results = check_requirements(metrics, reqs)
+    elif gen_reqs and gen_doc is None:
+        raise click.UsageError(
+            f"requirement {gen_reqs[0]} is on a gencheck result: pass --generation DIR (the "
+            "folder of `latentdiag gencheck -o DIR`)."
+        )
+    by_req: dict[int, Any] = {}
+    if gen_reqs:
+        for req, res in zip(gen_reqs, check_requirements(gen_doc or {}, gen_reqs), strict=True):
+            by_req[id(req)] = res
+    if latent_reqs:
+        with open_latents(
+            latents,
+            label_key=label_key,
+            batch_key=batch_key,
+            obsm=obsm,
+            logvar_obsm=logvar_obsm,
+            pre_obsm=pre_obsm,
+        ) as store:
+            validate_requirements(latent_reqs, store.partitions)
+            with progress_bar() as progress:
+                metrics = compute_metrics_for_store(
+                    store,
+                    include=required_keys(latent_reqs),
+                    sample=sample,
+                    seed=seed,
+                    device=device,
+                    progress=progress,
+                    exhaustive=exhaustive,
+                )
+        for req, res in zip(latent_reqs, check_requirements(metrics, latent_reqs), strict=True):
+            by_req[id(req)] = res
+    results = [by_req[id(r)] for r in reqs]
     passed = all(r.passed for r in results)
     if as_json:
         echo_json({"passed": passed, "results": [r.to_dict() for r in results]})
     else:
         _render(results, passed)
     sys.exit(0 if passed else 1)
+
+
+def _gencheck_doc(latents: str, generation: str | None) -> dict[str, Any] | None:
+    """The gencheck document of --generation, or of LATENTS when it is one; else None."""
+    from pathlib import Path
+
+    from latentdiag.report.generation import read_gencheck
+
+    if generation is not None:
+        return read_gencheck(generation).doc
+    p = Path(latents)
+    if p.suffix == ".json" or (p.is_dir() and (p / "generation.json").is_file()):
+        return read_gencheck(p).doc
+    return None
 
 
 def _render(results: list[Any], passed: bool) -> None:

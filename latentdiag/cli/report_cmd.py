@@ -55,6 +55,14 @@ from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
     is_flag=True,
     help="Also write TensorBoard Projector TSV files (vectors + metadata) into DIR/projector.",
 )
+@click.option(
+    "--generation",
+    "generation",
+    multiple=True,
+    type=click.Path(),
+    help="A gencheck result (the folder of `gencheck -o DIR`) for the file in the same "
+    "position: adds the conditional-generation section. Repeat once per file.",
+)
 @latents_options
 @pre_obsm_option
 @seed_option
@@ -75,6 +83,7 @@ def report_command(
     exhaustive,
     require,
     export_projector,
+    generation,
     seed,
     device,
     as_json,
@@ -86,7 +95,8 @@ def report_command(
     first. Files written by a reference-model run also get reconstructions, samples per label
     and latent traversals. LATENTS may be AnnData .h5ad files; --label-key, --batch-key and
     --obsm apply to every file. With --batch-key the report adds a section on how well the
-    batches mix.
+    batches mix; with --generation (gencheck results, one per file) a section on whether
+    each decoder generates what its label asks for.
 
     \b
     Examples:
@@ -94,6 +104,7 @@ def report_command(
       latentdiag report base.h5 dis.h5 --name baseline --name disentangled -o compare/
       latentdiag report latents.h5 -o r/ --projection pca --require 'separation.silhouette>=0.5'
       latentdiag report cells.h5ad --obsm X_scVI --label-key cell_type --batch-key batch -o r/
+      latentdiag report base.h5 dis.h5 --generation gen-base/ --generation gen-dis/ -o r/
     """
     from latentdiag.report import build_report
 
@@ -122,6 +133,7 @@ def report_command(
         logvar_obsm=logvar_obsm,
         pre_obsm=pre_obsm,
         exhaustive=exhaustive,
+        generation=list(generation),
     )
     if as_json:
         echo_json(_as_dict(result))

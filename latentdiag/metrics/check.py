@@ -25,6 +25,7 @@ from typing import Any
 from latentdiag.errors import ConfigError
 
 __all__ = [
+    "GENERATION_KEYS",
     "CheckResult",
     "Requirement",
     "check_requirements",
@@ -161,6 +162,7 @@ def _candidates(key: str, partitions: Iterable[str]) -> list[str]:
         "leakage",
         "n_samples",
         "latent_dim",
+        "generation",
     ):
         out += [".".join([s, *parts]) for s in _SECTIONS]
     return out
@@ -197,7 +199,7 @@ def _known_keys(partitions: Iterable[str]) -> list[str]:
     leak = ["linear_probe_accuracy", "chance_accuracy", "probe_above_chance", "mi_sum"]
     leak += [f"batch_{k}" for k in ("linear_probe_accuracy", "chance_accuracy")]
     leak += ["batch_probe_above_chance"]
-    keys = ["n_samples", "latent_dim", *base]
+    keys = ["n_samples", "latent_dim", *base, *GENERATION_KEYS]
     for name in partitions:
         keys += [f"partitions.{name}.{k}" for k in base]
         keys += [f"leakage.{name}.{k}" for k in [*leak, "mi_sum_normalized"]]
@@ -253,8 +255,24 @@ def validate_requirements(
     return parsed
 
 
+#: The numbers of a gencheck result (``latentdiag gencheck``), checked against its JSON.
+_GENERATION_SCORES = ("frechet_distance", "kid", "precision", "recall", "density", "coverage")
+GENERATION_KEYS = (
+    "generation.condition_accuracy",
+    "generation.chance_accuracy",
+    "generation.cas",
+    "generation.cas_real",
+    "generation.condition_sensitivity",
+    "generation.judge.heldout_accuracy",
+    "generation.condition_accuracy_per_label",
+    *(f"generation.{k}.mean" for k in _GENERATION_SCORES),
+    *(f"generation.{k}.per_label" for k in _GENERATION_SCORES),
+)
+
 # Keys holding a list or a table, whose entries a requirement may name by index or label.
 _CONTAINERS = (
+    "generation.condition_accuracy_per_label",
+    *(f"generation.{k}.per_label" for k in _GENERATION_SCORES),
     "separation.silhouette_per_label",
     "separation.silhouette_ci",
     "separation.centroid_distance.matrix",

@@ -171,7 +171,7 @@ def points_digest(X: np.ndarray) -> str:
     arr = np.ascontiguousarray(X)
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.tobytes())
     return h.hexdigest()
 
 

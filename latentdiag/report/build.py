@@ -33,7 +33,7 @@ from latentdiag.report.draw import draw_file, start_background_projections
 from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
-from latentdiag.report.sections import Extras, FileReport, measure_file, shared_limits
+from latentdiag.report.sections import Extras, FileReport, Panel, measure_file, shared_limits
 from latentdiag.store import LatentSource, open_latents
 
 __all__ = ["DEFAULT_SAMPLE", "ReportResult", "build_report", "default_names"]
@@ -157,6 +157,7 @@ def build_report(
     logvar_obsm: str | None = None,
     exhaustive: bool = False,
     pre_obsm: str | None = None,
+    generation: Sequence[str | os.PathLike[str] | None] = (),
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
@@ -187,6 +188,9 @@ def build_report(
         exhaustive: Passed to ``compute_metrics`` (every metric on every dimension).
         pre_obsm: For ``.h5ad`` files: the obsm key of the embedding before integration
             (enables ``mixing.pcr_comparison``).
+        generation: gencheck results (folders from ``gencheck -o DIR``), one per file in
+            order (``None`` for a file without one): the "Conditional generation" section,
+            and ``generation.*`` in metrics.json and the requirements.
 
     Returns:
         A :class:`ReportResult`.
@@ -203,6 +207,7 @@ def build_report(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} is a file; the report needs a folder (-o DIR).")
+    gen_results = _read_generation(generation, len(paths))
 
     stores = []
     try:
@@ -237,6 +242,9 @@ def build_report(
             )
             for store, name in zip(stores, chosen, strict=True)
         ]
+        for report, gen in zip(reports, gen_results, strict=True):
+            if gen is not None:
+                _add_generation(report, gen)
         limits = shared_limits(reports)
         projector_text: list[tuple[str, str, str]] = []
         for store, report, started in zip(stores, reports, background, strict=True):
@@ -328,6 +336,69 @@ def build_report(
         elapsed_s=time.perf_counter() - t0,
     )
     return result
+
+
+def _read_generation(generation: Sequence[Any], n_files: int) -> list[Any]:
+    """One gencheck result (or None) per file, read before any long work."""
+    from latentdiag.report.generation import read_gencheck
+
+    given = list(generation)
+    if len(given) > n_files:
+        raise ReportError(
+            f"{len(given)} --generation results for {n_files} latents file(s); give at most "
+            "one per file, in the files' order."
+        )
+    given += [None] * (n_files - len(given))
+    return [None if g is None else read_gencheck(g) for g in given]
+
+
+def _add_generation(report: Any, gen: Any) -> None:
+    """The gencheck result's numbers and figures, in a file's report."""
+    from latentdiag.report import figures as fg
+    from latentdiag.report.generation import confusion_figure, samples_figure
+
+    section = gen.section
+    report.metrics["generation"] = section
+    report.generation_notes = list(gen.notes)
+    acc, chance = section["condition_accuracy"], section["chance_accuracy"]
+    judge = section["judge"]["heldout_accuracy"]
+    if gen.generated:
+        report.panels.append(
+            Panel(
+                "generation",
+                "samples",
+                "Samples generated per label, beside real ones",
+                f"Left: real held-out samples of each label; right: samples the decoder "
+                f"generated for it ({section['decoder']}, z from the {section['latents_from']}).",
+                fg.to_png(
+                    samples_figure(gen.generated, gen.real, title="Real and generated per label")
+                ),
+            )
+        )
+    else:
+        report.panels.append(
+            Panel(
+                "generation",
+                "samples",
+                "Samples generated per label, beside real ones",
+                skipped=f"{gen.path} holds no samples.npz (only generation.json).",
+            )
+        )
+    report.panels.append(
+        Panel(
+            "generation",
+            "confusion",
+            "What the judge sees in the samples of each label",
+            f"Rows: the label asked for; columns: the label the judge sees. Condition accuracy "
+            f"{acc:.3f} against chance {chance:.3f}; the judge names real held-out samples "
+            f"right {judge:.1%} of the time.",
+            fg.to_png(
+                confusion_figure(
+                    section["confusion_matrix"], section["label_names"], title="Judged labels"
+                )
+            ),
+        )
+    )
 
 
 def _projector_files(store: LatentSource, seed: int) -> tuple[str, str]:

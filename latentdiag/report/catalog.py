@@ -15,6 +15,7 @@ from latentdiag.metrics.registry import MetricInfo
 __all__ = [
     "DOCS_PAGE",
     "EXTRAS",
+    "GENERATION",
     "HEADLINE",
     "LEAKAGE_DOC",
     "METRICS",
@@ -100,6 +101,96 @@ _OTHER_EXTRAS: dict[str, MetricInfo] = {
         *LEAKAGE_DOC,
     ),
 }
+
+
+GENERATION_DOC = ("conditional-generation-gencheck", "Conditional generation (gencheck)")
+#: The numbers of a gencheck result, as the report's generation table lists them.
+GENERATION: dict[str, MetricInfo] = {
+    "generation.judge.heldout_accuracy": MetricInfo(
+        "Judge accuracy on real held-out data",
+        "higher",
+        "0 to 1",
+        "How often the judge names the right label of a real sample it was not trained on; "
+        "the scores below are only as good as this.",
+        *GENERATION_DOC,
+    ),
+    "generation.condition_accuracy": MetricInfo(
+        "Condition accuracy",
+        "higher",
+        "chance (1 / labels) to 1",
+        "The share of samples generated for a label that the judge sees as that label.",
+        *GENERATION_DOC,
+    ),
+    "generation.chance_accuracy": MetricInfo(
+        "Chance",
+        None,
+        "1 / labels",
+        "The condition accuracy of a decoder that ignores its label.",
+        *GENERATION_DOC,
+    ),
+    "generation.cas": MetricInfo(
+        "Classification accuracy score (CAS)",
+        "higher",
+        "0 to 1",
+        "Accuracy on real held-out data of a classifier trained on generated samples only.",
+        *GENERATION_DOC,
+    ),
+    "generation.condition_sensitivity": MetricInfo(
+        "Condition sensitivity",
+        "higher",
+        "0 (label ignored) and up",
+        "How much the output changes when only the label changes, relative to how much it "
+        "changes across latents z for one label.",
+        *GENERATION_DOC,
+    ),
+    "generation.frechet_distance.mean": MetricInfo(
+        "Fréchet distance (mean over labels)",
+        "lower",
+        "0 and up",
+        "Distance between Gaussians fitted to real and generated samples of a label, in the "
+        "judge's feature space.",
+        *GENERATION_DOC,
+    ),
+    "generation.kid.mean": MetricInfo(
+        "KID (mean over labels)",
+        "lower",
+        "about 0 and up",
+        "Kernel distance between real and generated samples of a label (unbiased, so it can "
+        "dip below 0), in the judge's feature space.",
+        *GENERATION_DOC,
+    ),
+    "generation.precision.mean": MetricInfo(
+        "Precision",
+        "higher",
+        "0 to 1",
+        "The share of generated samples that fall within the real samples' neighbourhoods "
+        "(fidelity).",
+        *GENERATION_DOC,
+    ),
+    "generation.recall.mean": MetricInfo(
+        "Recall",
+        "higher",
+        "0 to 1",
+        "The share of real samples that fall within the generated samples' neighbourhoods "
+        "(diversity).",
+        *GENERATION_DOC,
+    ),
+    "generation.density.mean": MetricInfo(
+        "Density",
+        "higher",
+        "0 and up (about 1 when alike)",
+        "How many real neighbourhoods hold each generated sample, on average, over k.",
+        *GENERATION_DOC,
+    ),
+    "generation.coverage.mean": MetricInfo(
+        "Coverage",
+        "higher",
+        "0 to 1",
+        "The share of real samples with a generated sample inside their neighbourhood.",
+        *GENERATION_DOC,
+    ),
+}
+_OTHER_EXTRAS.update(GENERATION)
 
 
 class _FromRegistry(Mapping[str, MetricInfo]):

@@ -15,6 +15,7 @@ from typing import Any
 
 from latentdiag.report.catalog import (
     DOCS_PAGE,
+    GENERATION,
     HEADLINE,
     LEAKAGE_DOC,
     METRICS,
@@ -452,6 +453,17 @@ class _Page:
         }.get(section_id)
         if section_id == "partitions":
             self.leakage()
+            return
+        if section_id == "generation":
+            paths = [
+                p for p in GENERATION if any(is_number(get_path(f.metrics, p)) for f in self.files)
+            ]
+            if paths:
+                self.metric_table(paths)
+            for f in self.files:
+                for note in f.generation_notes:
+                    who = f"{f.name}: " if len(self.files) > 1 else ""
+                    self.w(f'<p class="explain">{esc(who)}Note: {esc(note)}</p>')
             return
         if prefix is None:
             return

@@ -40,6 +40,7 @@ SECTIONS: dict[str, str] = {
     "information": "Information per dimension",
     "disentanglement": "Disentanglement of factors",
     "partitions": "Partitions of the latent space",
+    "generation": "Conditional generation",
     "reference": "Reference model: reconstructions, samples, traversals",
 }
 
@@ -92,6 +93,8 @@ class FileReport:
     # (f, d) factor × dimension mutual information and the rows it was estimated on.
     factor_mi: np.ndarray | None = None
     mi_rows: int = 0
+    # What gencheck noted about this file's decoder (an unreliable judge, labels skipped).
+    generation_notes: list[str] = field(default_factory=list)
 
     @property
     def n_labels(self) -> int:

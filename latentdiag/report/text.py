@@ -232,6 +232,13 @@ INTROS = {
         "<p>Named subspaces of the latent vector, each measured on its own: a shared subspace "
         "should hold little label information, a label-specific one a lot.</p>"
     ),
+    "generation": (
+        "<p>Whether the decoder generates what each label asks for (from <code>latentdiag "
+        "gencheck</code>): a judge trained on real data classifies samples generated for each "
+        "label; its accuracy on real held-out data comes first, since a judge that cannot tell "
+        "real labels apart cannot judge generated ones. Real samples are on the left, "
+        "generated ones on the right.</p>"
+    ),
     "reference": (
         "<p>Images drawn by the reference model that wrote these latents: reconstructions, "
         "samples conditioned on each label, and traversals of single latent dimensions.</p>"
@@ -246,6 +253,8 @@ NOT_REQUESTED = {
     "information": "nothing to show.",
     "disentanglement": "nothing to show.",
     "partitions": "nothing to show.",
+    "generation": "no gencheck result was given: run `latentdiag gencheck MODEL DATA -o DIR` and "
+    "pass --generation DIR (one per file, in order).",
     "reference": "reference-model images are drawn only for files written by a reference-model "
     "run, through the `latentdiag report` command.",
 }

@@ -1,0 +1,1 @@
+"""Conditional generation diagnostics: does a decoder generate what its label asks for?"""
