@@ -382,6 +382,8 @@ def _write_readme(out: Path, result: DemoResult, config: DemoConfig) -> None:
             "metrics.jsonl, latents.h5 of its own held-out split |",
             f"| `{rel[f'onnx/{m}']}` | the {m} encoder (inputs x, label; outputs mu, logvar) |",
             f"| `{rel[f'latents/{m}']}` | held-out latents of the {m} model, through ONNX |",
+            f"| `{rel[f'generation/{m}']}/` | gencheck of the {m} decoder: generation.json, "
+            "samples.png (real beside generated), confusion.png |",
         ]
     lines += [
         f"| `{rel['report']}` | the comparison report (figures and metrics.json beside it) |",
@@ -411,10 +413,13 @@ def _write_readme(out: Path, result: DemoResult, config: DemoConfig) -> None:
             f" --seed {config.seed}{epochs}",
             f"latentdiag export {rel[f'runs/{m}']} -o {rel[f'onnx/{m}']}",
             f"latentdiag embed {rel[f'onnx/{m}']} {rel['data/heldout']} -o {rel[f'latents/{m}']}",
+            f"latentdiag gencheck {rel[f'runs/{m}']} {rel['data/heldout']} -n {GENCHECK_N} "
+            f"--seed {config.seed} -o {rel[f'generation/{m}']}",
         ]
     lines += [
         f"latentdiag report {rel['latents/baseline']} {rel['latents/disentangled']} "
-        f"--name baseline --name disentangled -o {rel['report'].parent}",
+        f"--name baseline --name disentangled --generation {rel['generation/baseline']} "
+        f"--generation {rel['generation/disentangled']} -o {rel['report'].parent}",
         f"latentdiag check {rel['latents/disentangled']} --min-silhouette 0.5",
         "```",
         "",

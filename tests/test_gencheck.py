@@ -361,3 +361,77 @@ def test_gencheck_help_teaches() -> None:
     text = textwrap.dedent(res.output)
     for word in ("condition accuracy", "--judge", "--latents", "--output", "Examples"):
         assert word in text
+
+
+# -- reference runs ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from reference_models.config import build_config
+    from reference_models.trainer import train
+
+    root = tmp_path_factory.mktemp("gencheck-runs")
+    images = {
+        "model": {"base_channels": 8},
+        "data": {"n": 64, "size": 16},
+        "train": {"batch_size": 16, "epochs": 1, "device": "cpu"},
+    }
+    vectors = {
+        "model": {"hidden_dim": 16, "latent_dim": 6},
+        "data": {"n": 96, "source": "synthetic-counts"},
+        "train": {"batch_size": 16, "epochs": 1, "warmup_steps": 2, "device": "cpu"},
+    }
+    runs = {}
+    for name, model, overrides in (
+        ("disentangled", "disentangled", images),
+        ("beta-vae", "beta-vae", images),
+        ("counts", "baseline", vectors),
+    ):
+        runs[name] = root / name
+        train(build_config(model=model, overrides=overrides), runs[name])
+    return runs
+
+
+def _gencheck_json(*argv: str) -> dict[str, Any]:
+    res = CliRunner().invoke(main, ["gencheck", *argv, "-n", "8", "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)["generation"]
+
+
+def test_a_reference_run_is_checked_at_its_own_image_size(reference_runs: dict[str, Path]) -> None:
+    g = _gencheck_json(str(reference_runs["disentangled"]), "synthetic", "--n", "160")
+    assert "reference disentangled run" in g["decoder"] and g["latents_from"] == "prior"
+    assert g["label_names"] == ["chest_xray", "oct", "pathology", "dermatoscopy"]
+    assert g["judge"]["kind"] == "cnn" and sum(map(sum, g["confusion_matrix"])) == 32
+    assert 0.0 <= g["condition_accuracy"] <= 1.0 and g["condition_sensitivity"] > 0
+
+
+def test_an_unconditional_decoder_has_no_condition_sensitivity(
+    reference_runs: dict[str, Path],
+) -> None:
+    g = _gencheck_json(str(reference_runs["beta-vae"]), "synthetic", "--n", "160")
+    assert g["condition_sensitivity"] == 0.0  # beta-VAE's decoder never sees the label
+
+
+def test_a_counts_run_generates_vectors_judged_by_an_mlp(reference_runs: dict[str, Path]) -> None:
+    g = _gencheck_json(str(reference_runs["counts"]), "synthetic-counts", "--n", "200")
+    assert g["judge"]["kind"] == "mlp" and g["judge"]["heldout_accuracy"] > 0.5
+    assert g["frechet_distance"]["mean"] is not None
+
+
+def test_latents_from_a_latents_file(tmp_path: Path, factory: str) -> None:
+    from latentdiag.store import write_latents
+
+    data = _data(tmp_path)
+    pool = tmp_path / "z.h5"
+    write_latents(pool, np.random.default_rng(0).normal(size=(50, D)).astype(np.float32))
+    res = CliRunner().invoke(
+        main, ["gencheck", factory, str(data), "--latents", str(pool), "-n", "8", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["generation"]["latents_from"] == "encoder"
+    small = tmp_path / "z3.h5"
+    write_latents(small, np.zeros((5, 3), np.float32) + np.arange(3))
+    res = CliRunner().invoke(main, ["gencheck", factory, str(data), "--latents", str(small)])
+    assert res.exit_code == 1 and "encoder and decoder must share z" in res.output
