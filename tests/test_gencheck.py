@@ -435,3 +435,32 @@ def test_latents_from_a_latents_file(tmp_path: Path, factory: str) -> None:
     write_latents(small, np.zeros((5, 3), np.float32) + np.arange(3))
     res = CliRunner().invoke(main, ["gencheck", factory, str(data), "--latents", str(small)])
     assert res.exit_code == 1 and "encoder and decoder must share z" in res.output
+
+
+def test_check_says_where_generation_requirements_are_answered(tmp_path: Path) -> None:
+    from latentdiag.store import write_latents
+
+    latents = tmp_path / "lat.h5"
+    write_latents(latents, np.random.default_rng(0).normal(size=(40, 3)), labels=np.arange(40) % 2,
+                  label_names=["x", "y"])  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(main, ["check", str(latents), "--require", "generation.cas>=0.5"])
+    assert res.exit_code == 2 and "pass --generation DIR" in res.output
+    gen = tmp_path / "generation.json"
+    gen.write_text(json.dumps({"generation": {"condition_accuracy": 0.9, "chance_accuracy": 0.5,
+                                              "confusion_matrix": [[9, 1], [1, 9]], "judge": {},
+                                              "label_names": ["x", "y"], "cas": 0.8}}))  # fmt: skip
+    res = runner.invoke(main, ["check", str(gen), "--require", "silhouette>=0.1"])
+    assert res.exit_code == 2 and "answers requirements on generation.* only" in res.output
+    both = runner.invoke(
+        main,
+        ["check", str(latents), "--generation", str(gen), "--require", "generation.cas>=0.7",
+         "--require", "silhouette>=-1", "--json"],
+    )  # fmt: skip
+    assert both.exit_code == 0, both.output
+    results = json.loads(both.stdout)["results"]
+    assert [r["resolved_key"] for r in results] == ["generation.cas", "separation.silhouette"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    res = runner.invoke(main, ["check", str(bad), "--require", "generation.cas>=0.7"])
+    assert res.exit_code == 1 and "is not a gencheck result" in res.output

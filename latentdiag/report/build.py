@@ -362,7 +362,13 @@ def _add_generation(report: Any, gen: Any) -> None:
     report.generation_notes = list(gen.notes)
     acc, chance = section["condition_accuracy"], section["chance_accuracy"]
     judge = section["judge"]["heldout_accuracy"]
-    if gen.generated:
+
+    def drawn(name: str) -> bytes | None:
+        """The figure gencheck already drew (written before generation.json), if it is there."""
+        path = gen.path / name
+        return path.read_bytes() if path.is_file() else None
+
+    if gen.generated or drawn("samples.png"):
         report.panels.append(
             Panel(
                 "generation",
@@ -370,7 +376,8 @@ def _add_generation(report: Any, gen: Any) -> None:
                 "Samples generated per label, beside real ones",
                 f"Left: real held-out samples of each label; right: samples the decoder "
                 f"generated for it ({section['decoder']}, z from the {section['latents_from']}).",
-                fg.to_png(
+                drawn("samples.png")
+                or fg.to_png(
                     samples_figure(gen.generated, gen.real, title="Real and generated per label")
                 ),
             )
@@ -392,7 +399,8 @@ def _add_generation(report: Any, gen: Any) -> None:
             f"Rows: the label asked for; columns: the label the judge sees. Condition accuracy "
             f"{acc:.3f} against chance {chance:.3f}; the judge names real held-out samples "
             f"right {judge:.1%} of the time.",
-            fg.to_png(
+            drawn("confusion.png")
+            or fg.to_png(
                 confusion_figure(
                     section["confusion_matrix"], section["label_names"], title="Judged labels"
                 )
