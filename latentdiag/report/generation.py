@@ -105,7 +105,7 @@ def confusion_figure(
                     fontsize=8,
                     color="black" if share[i, j] > 0.6 else "white",
                 )
-    fig.colorbar(im, ax=ax, label="share of the samples generated for the row's label", shrink=0.8)
+    fig.colorbar(im, ax=ax, label="share of the row's samples", shrink=0.8)
     ax.set_title(title)
     return fig
 
