@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "check": "latentdiag.cli.check_cmd:check_command",
     "report": "latentdiag.cli.report_cmd:report_command",
     "gencheck": "latentdiag.cli.gencheck_cmd:gencheck_command",
+    "explore": "latentdiag.cli.explore_cmd:explore_command",
 }
 
 
