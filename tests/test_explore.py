@@ -174,3 +174,19 @@ def test_100000_points_redraw_in_chromium(tmp_path: Path, browser_check) -> None
     assert p["ink"] > 20_000 and p["shown"] == "block" and p["thumb"] is None
     # Recorded, not asserted (timed assertions are flaky): the median redraw, in ms.
     print(f"100,000 points: page {size / 1e6:.2f} MB, redraw {sorted(p['times'])[2]:.1f} ms")
+
+
+def test_the_report_links_its_explorer_pages(tmp_path: Path) -> None:
+    latents, _ = _files(tmp_path, 300)
+    other = tmp_path / "b.h5"
+    other.write_bytes(latents.read_bytes())
+    out = tmp_path / "r"
+    res = CliRunner().invoke(
+        cli,
+        ["report", str(latents), str(other), "-o", str(out), "--projection", "pca", "--explore"],
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (out / "explore").iterdir()) == ["b.html", "lat.html"]
+    html = (out / "report.html").read_text()
+    assert 'href="explore/lat.html"' in html and 'href="explore/b.html"' in html
+    assert _payload(out / "explore" / "b.html")["n_points"] == 300

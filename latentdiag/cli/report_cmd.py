@@ -63,6 +63,12 @@ from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
     help="A gencheck result (the folder of `gencheck -o DIR`) for the file in the same "
     "position: adds the conditional-generation section. Repeat once per file.",
 )
+@click.option(
+    "--explore",
+    is_flag=True,
+    help="Also write DIR/explore/NAME.html, the interactive page of every point "
+    "(`latentdiag explore`), linked from the summary.",
+)
 @latents_options
 @pre_obsm_option
 @seed_option
@@ -84,6 +90,7 @@ def report_command(
     require,
     export_projector,
     generation,
+    explore,
     seed,
     device,
     as_json,
@@ -134,6 +141,7 @@ def report_command(
         pre_obsm=pre_obsm,
         exhaustive=exhaustive,
         generation=list(generation),
+        explore=explore,
     )
     if as_json:
         echo_json(_as_dict(result))

@@ -158,13 +158,15 @@ def build_report(
     exhaustive: bool = False,
     pre_obsm: str | None = None,
     generation: Sequence[str | os.PathLike[str] | None] = (),
+    explore: bool = False,
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
     Args:
         paths: Latents files; with two or more, the first is the baseline of the comparison.
         out_dir: Report folder, created if missing. The report owns ``report.html``,
-            ``metrics.json``, ``figures/`` and ``projector/`` inside it and replaces them.
+            ``metrics.json``, ``figures/``, ``projector/`` and ``explore/`` inside it and
+            replaces them.
         names: A name per file for the report (default: the file stems).
         projection: Any of ``"pca"``, ``"umap"``, ``"tsne"``; empty for none.
         sample: Rows of the stratified sample that projections and silhouette bars are drawn
@@ -191,6 +193,8 @@ def build_report(
         generation: gencheck results (folders from ``gencheck -o DIR``), one per file in
             order (``None`` for a file without one): the "Conditional generation" section,
             and ``generation.*`` in metrics.json and the requirements.
+        explore: Also write ``explore/<name>.html`` per file (``latentdiag explore``'s page,
+            PCA of every row up to 100,000) and link it from the summary.
 
     Returns:
         A :class:`ReportResult`.
@@ -294,6 +298,12 @@ def build_report(
         projector_files[out / "projector" / f"{slug}-vectors.tsv"] = vectors
         projector_files[out / "projector" / f"{slug}-metadata.tsv"] = meta
 
+    explore_files: dict[Path, bytes] = {}
+    if explore:
+        explore_files = _explore_pages(
+            paths, slugs, out, seed=seed, label_key=label_key, batch_key=batch_key,
+            obsm=obsm, logvar_obsm=logvar_obsm, say=say,
+        )  # fmt: skip
     from latentdiag.report.scib_table import scib_table
 
     ranking = scib_table([(r.name, r.metrics) for r in reports])
@@ -313,11 +323,14 @@ def build_report(
         projector_files=[str(p.relative_to(out)) for p in projector_files],
         scib_png=scib_png,
         scib_path="figures/scib-ranking.png",
+        explore_pages=[
+            (name, str(p.relative_to(out))) for name, p in zip(chosen, explore_files, strict=False)
+        ],
     )
     say("writing the report")
     page = render_page(reports, outcomes, info)
     metrics_doc = _metrics_document(reports, outcomes)
-    _write(out, figure_files, projector_files, metrics_doc, page)
+    _write(out, figure_files, projector_files, metrics_doc, page, explore_files)
     result = ReportResult(
         out_dir=out,
         html=out / "report.html",
@@ -407,6 +420,23 @@ def _add_generation(report: Any, gen: Any) -> None:
             ),
         )
     )
+
+
+def _explore_pages(
+    paths: Sequence[Any], slugs: Sequence[str], out: Path, *, seed: int, say: Any, **keys: Any
+) -> dict[Path, bytes]:
+    """Each file's explorer page (in a scratch folder first), by its path in the report."""
+    import tempfile
+
+    from latentdiag.report.explore import build_explorer
+
+    pages: dict[Path, bytes] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for path, slug in zip(paths, slugs, strict=True):
+            say(f"writing the explorer page of {slug}")
+            page = build_explorer(path, Path(scratch) / f"{slug}.html", seed=seed, **keys)
+            pages[out / "explore" / f"{slug}.html"] = page.path.read_bytes()
+    return pages
 
 
 def _projector_files(store: LatentSource, seed: int) -> tuple[str, str]:
@@ -556,6 +586,7 @@ def _write(
     projector: dict[Path, str],
     metrics_doc: dict[str, Any],
     page: str,
+    explore: dict[Path, bytes] | None = None,
 ) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -565,6 +596,8 @@ def _write(
         _replace_tree(out / "figures", figures)
         if projector:
             _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
+        if explore:
+            _replace_tree(out / "explore", explore)
         text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
         _replace_text(out / "metrics.json", text + "\n")
         _replace_text(out / "report.html", page)

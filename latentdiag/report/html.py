@@ -76,6 +76,8 @@ class PageInfo:
     docs_url: str | None
     figure_paths: Mapping[tuple[int, str], str]
     projector_files: Sequence[str] = ()
+    # (file name, path of its explorer page relative to the report), with --explore.
+    explore_pages: Sequence[tuple[str, str]] = ()
     scib_png: bytes | None = None  # the scIB ranking as an image, with several files
     scib_path: str = ""
 
@@ -190,6 +192,14 @@ class _Page:
                 )
             else:
                 self.w('<p class="banner pass">Every requirement is met.</p>')
+        if self.info.explore_pages:
+            links = ", ".join(
+                f'<a href="{esc(rel)}">{esc(name)}</a>' for name, rel in self.info.explore_pages
+            )
+            self.w(
+                '<p class="explore">Every point, interactive (colour by any column, hover for '
+                f"values and images, select to count): {links}.</p>"
+            )
         if len(self.files) == 1:
             self.summary_one(self.files[0])
         else:
