@@ -145,7 +145,7 @@ class Tracker:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.history: list[dict[str, Any]] = []
-        self._columns: list[str] | None = None
+        self._columns: list[str] | None = _csv_columns(self.log_dir / "track.csv")
         self._tb = self._open_tensorboard(tensorboard)
         self._mlflow = self._open_mlflow(mlflow)
 
@@ -275,14 +275,7 @@ class Tracker:
         values = record["metrics"]
         with open(self.log_dir / TRACK_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(_finite(record)) + "\n")
-        if self._columns is None:
-            self._columns = sorted(values)
-            with open(self.log_dir / "track.csv", "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(["epoch", "step", *self._columns])
-        with open(self.log_dir / "track.csv", "a", newline="", encoding="utf-8") as f:
-            row = [record["epoch"], "" if record["step"] is None else record["step"]]
-            row += ["" if values.get(k) is None else values[k] for k in self._columns]
-            csv.writer(f).writerow(row)
+        self._write_csv(record)
         x = record["step"] if record["step"] is not None else record["epoch"]
         if self._tb is not None:
             for key, value in values.items():
@@ -292,6 +285,33 @@ class Tracker:
         if self._mlflow is not None:
             finite = {f"latentdiag.{k}": v for k, v in values.items() if math.isfinite(v)}
             self._mlflow.log_metrics(finite, step=int(x))
+
+    def _write_csv(self, record: dict[str, Any]) -> None:
+        values = {k: v for k, v in record["metrics"].items() if v is not None}
+        if self._columns is None:
+            self._columns = sorted(record["metrics"])
+            with open(self.log_dir / "track.csv", "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(["epoch", "step", *self._columns])
+        with open(self.log_dir / "track.csv", "a", newline="", encoding="utf-8") as f:
+            row = [record["epoch"], "" if record["step"] is None else record["step"]]
+            row += ["" if values.get(k) is None else values[k] for k in self._columns]
+            csv.writer(f).writerow(row)
+
+    def rewind(self, keep_epochs: int) -> None:
+        """Forget the records of epochs after ``keep_epochs`` (a run resumed from a checkpoint
+        taken before them): track.jsonl and track.csv are rewritten without them."""
+        path = self.log_dir / TRACK_FILE
+        if not path.exists():
+            return
+        records = [r for r in read_track_lenient(path) if r["epoch"] <= keep_epochs]
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        (self.log_dir / "track.csv").unlink(missing_ok=True)
+        self._columns = None
+        for r in records:
+            self._write_csv(r)
 
     def close(self) -> None:
         """Flush and close TensorBoard's writer."""
@@ -355,6 +375,28 @@ def _split_output(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
         return mu.reshape(len(mu), -1), None if lv is None else lv.reshape(len(lv), -1)
     mu = _numpy(out)
     return mu.reshape(len(mu), -1), None
+
+
+def _csv_columns(path: Path) -> list[str] | None:
+    """The metric columns of an existing track.csv (a resumed run appends to it)."""
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), None)
+    return list(header[2:]) if header and header[:2] == ["epoch", "step"] else None
+
+
+def read_track_lenient(path: Path) -> list[dict[str, Any]]:
+    """The readable records of a track.jsonl (a torn last line, from a kill, is dropped)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "epoch" in rec and isinstance(rec.get("metrics"), dict):
+            out.append(rec)
+    return out
 
 
 def read_track(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -100,6 +100,9 @@ class TrainConfig:
     num_workers: int = 2  # DataLoader workers when the data does not fit in memory
     eval_batch_size: int = 512  # batch size of the held-out evaluation
     checkpoint_every: int = 0  # also checkpoint every this many steps; 0 = at epoch ends
+    # latentdiag.track on the held-out latents every this many epochs (track.jsonl, .csv);
+    # 0 = off
+    track_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,7 @@ def validate(cfg: RunConfig) -> None:
         (t.batch_size >= 2, "train.batch_size", "at least 2", t.batch_size),
         (t.lr > 0, "train.lr", "positive", t.lr),
         (t.eval_batch_size >= 1, "train.eval_batch_size", "at least 1", t.eval_batch_size),
+        (t.track_every >= 0, "train.track_every", "0 (off) or a number of epochs", t.track_every),
         (m.latent_dim >= 1, "model.latent_dim", "at least 1", m.latent_dim),
         (m.base_channels >= 1, "model.base_channels", "at least 1", m.base_channels),
         (m.hidden_dim >= 1, "model.hidden_dim", "at least 1", m.hidden_dim),
@@ -324,6 +328,7 @@ RESUMABLE_FIELDS = frozenset(
         "train.num_workers",
         "train.eval_batch_size",
         "train.checkpoint_every",
+        "train.track_every",
         "data.in_memory_gb",
     }
 )

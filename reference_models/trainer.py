@@ -199,8 +199,10 @@ def _train(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    tracker = None
     if main:
         _trim_metrics(run_dir / METRICS_FILE, keep_epochs=state.epoch)
+        tracker = _tracker(run_dir, model, data, tc, keep_epochs=state.epoch)
 
     def evaluate() -> HeldoutResult:
         return evaluate_heldout(
@@ -305,6 +307,13 @@ def _train(
         if main:
             with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(last, allow_nan=True) + "\n")
+            if tracker is not None and tracker.due(state.epoch):
+                extra = {f"train.{k}": v for k, v in train_means.items()}
+                extra.update({f"heldout.{k}": v for k, v in result.metrics.items()})
+                tracker.log(
+                    state.epoch, result.mu, logvar=result.logvar, step=state.global_step,
+                    extra={k: v for k, v in extra.items() if isinstance(v, (int, float))},
+                )  # fmt: skip
             save_weights(run_dir, model, config, data.spec)
         _checkpoint(run_dir, model, optimizer, config, data, state, info, device)
         report.epoch_end(epoch=state.epoch - 1, metrics=result.metrics)
@@ -447,6 +456,39 @@ def _save_preview(run_dir: Path, data: TrainingData, per_label: int = 8) -> None
     else:
         images = next(data.batches([idx], torch.device("cpu")))["image"]
     save_preview(run_dir, images, torch.from_numpy(data.labels[idx]))
+
+
+#: What the run's tracker computes on the held-out latents after each epoch (milliseconds).
+TRACK_METRICS = (
+    "separation.silhouette",
+    "separation.centroid_distance",
+    "information.active_units",
+)
+
+
+def _tracker(
+    run_dir: Path, model: Any, data: Any, tc: Any, *, keep_epochs: int
+) -> Any:  # latentdiag.track.Tracker | None
+    """The run's latentdiag.track tracker (run_dir/track.jsonl), or None when it is off."""
+    if not tc.track_every:
+        return None
+    from latentdiag.track import Tracker
+
+    labels = data.labels[data.heldout_idx] if data.labels is not None else None
+    tracker = Tracker(
+        None,
+        labels=labels if labels is not None and np.unique(labels).size > 1 else None,
+        label_names=list(data.spec.label_names) or None,
+        partitions=model.partitions(),
+        metrics=TRACK_METRICS,
+        every=int(tc.track_every),
+        log_dir=run_dir,
+        tensorboard=False,
+        mlflow="auto",
+        seed=int(tc.seed),
+    )
+    tracker.rewind(keep_epochs)
+    return tracker
 
 
 def _trim_metrics(path: Path, *, keep_epochs: int) -> None:

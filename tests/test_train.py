@@ -54,9 +54,18 @@ def test_run_directory_holds_weights_config_metrics_and_latents(disentangled_run
         "metrics.jsonl",
         "model.safetensors",
         "preview.safetensors",
+        "track.csv",
+        "track.jsonl",
     ]
     config = json.loads((disentangled_run / "config.json").read_text())
     assert config["model"]["name"] == "disentangled" and config["train"]["epochs"] == 2
+    from latentdiag.track import read_track
+
+    track = read_track(disentangled_run)  # latentdiag.track on the held-out latents, per epoch
+    assert [r["epoch"] for r in track] == [1, 2]
+    m = track[-1]["metrics"]
+    assert {"separation.silhouette", "partitions.modality.separation.silhouette"} <= set(m)
+    assert "train.loss" in m and "heldout.heldout_recon" in m
     lines = (disentangled_run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
     last = json.loads(lines[-1])
@@ -202,9 +211,18 @@ def test_resume_drops_metric_lines_written_after_the_checkpoint(tmp_path) -> Non
     train(tiny("baseline", epochs=1), run)
     with open(run / "metrics.jsonl", "a") as f:  # as if killed after logging epoch 2
         f.write(json.dumps({"epoch": 2, "silhouette": 0.0}) + "\n")
+    with open(run / "track.jsonl", "a") as f:  # and the tracker's line, half written
+        f.write(json.dumps({"epoch": 2, "step": 9, "metrics": {"separation.silhouette": 0.0}}))
+        f.write("\n" + '{"epoch": 2, "metr')
     train(resume_config(run, {"train": {"epochs": 2}}), run, resume=True)
     epochs = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
+    from latentdiag.track import read_track
+
+    track = read_track(run)
+    assert [r["epoch"] for r in track] == [1, 2] and track[1]["metrics"]["separation.silhouette"]
+    rows = (run / "track.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,step,")  # header, epochs 1 and 2
 
 
 def test_a_run_is_not_overwritten_and_fixed_fields_cannot_change(tmp_path) -> None:
@@ -353,8 +371,11 @@ def test_torchrun_two_processes_gloo(tmp_path) -> None:
         "metrics.jsonl",
         "model.safetensors",
         "preview.safetensors",
+        "track.csv",
+        "track.jsonl",
     ]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len((out / "track.jsonl").read_text().splitlines()) == 1  # rank 0 alone tracks
     from latentdiag.data import open_dataset
 
     ds = open_dataset("synthetic", size=16, channels=1, n=96, seed=0)
