@@ -163,3 +163,25 @@ def test_a_lightning_run_logs_through_the_callback(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records] == [0, 1, 2]
     assert records[-1]["step"] == 12  # 4 batches per epoch
     assert "separation.silhouette" in records[-1]["metrics"]
+
+
+def test_report_draws_a_track_log_over_epochs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from latentdiag.cli import cli
+    from latentdiag.store import write_latents
+
+    x, y = _data()
+    tracker = Tracker(None, labels=y, log_dir=tmp_path / "log", partitions={"a": (0, 2)})
+    for epoch in range(3):
+        tracker.log(epoch, x[:, :D] * (epoch + 1), extra={"train.loss": 3.0 - epoch})
+    latents = write_latents(tmp_path / "lat.h5", x[:, :D], labels=y, label_names=["a", "b", "c"])
+    out = tmp_path / "r"
+    argv = ["report", str(latents), "-o", str(out), "--projection", "pca"]
+    res = CliRunner().invoke(cli, [*argv, "--track", str(tmp_path / "log")])
+    assert res.exit_code == 0, res.output
+    html = (out / "report.html").read_text()
+    assert "Metrics during training" in html and "3 evaluations logged" in html
+    assert (out / "figures" / "lat" / "training-track.png").is_file()
+    res = CliRunner().invoke(cli, [*argv, "--track", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "Error: no track log at" in res.output

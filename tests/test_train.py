@@ -66,6 +66,14 @@ def test_run_directory_holds_weights_config_metrics_and_latents(disentangled_run
     m = track[-1]["metrics"]
     assert {"separation.silhouette", "partitions.modality.separation.silhouette"} <= set(m)
     assert "train.loss" in m and "heldout.heldout_recon" in m
+
+
+def test_the_report_of_a_run_draws_its_track_log(disentangled_run: Path, tmp_path: Path) -> None:
+    from latentdiag.report import build_report
+
+    result = build_report([disentangled_run / "latents.h5"], tmp_path / "r", projection=())
+    html = result.html.read_text()
+    assert "Metrics during training" in html and "2 evaluations logged" in html
     lines = (disentangled_run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
     last = json.loads(lines[-1])

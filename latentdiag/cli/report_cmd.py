@@ -64,6 +64,14 @@ from latentdiag.cli.metrics_cmd import exhaustive_option, sample_option
     "position: adds the conditional-generation section. Repeat once per file.",
 )
 @click.option(
+    "--track",
+    "track",
+    multiple=True,
+    type=click.Path(),
+    help="A latentdiag.track log (its folder, or track.jsonl) for the file in the same "
+    "position: draws the metrics over epochs. Reference runs' own logs are found without it.",
+)
+@click.option(
     "--explore",
     is_flag=True,
     help="Also write DIR/explore/NAME.html, the interactive page of every point "
@@ -90,6 +98,7 @@ def report_command(
     require,
     export_projector,
     generation,
+    track,
     explore,
     seed,
     device,
@@ -142,6 +151,7 @@ def report_command(
         exhaustive=exhaustive,
         generation=list(generation),
         explore=explore,
+        track=list(track),
     )
     if as_json:
         echo_json(_as_dict(result))

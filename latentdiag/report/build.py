@@ -159,6 +159,7 @@ def build_report(
     pre_obsm: str | None = None,
     generation: Sequence[str | os.PathLike[str] | None] = (),
     explore: bool = False,
+    track: Sequence[str | os.PathLike[str] | None] = (),
 ) -> ReportResult:
     """Write a report on one or more latents files into ``out_dir``.
 
@@ -193,6 +194,9 @@ def build_report(
         generation: gencheck results (folders from ``gencheck -o DIR``), one per file in
             order (``None`` for a file without one): the "Conditional generation" section,
             and ``generation.*`` in metrics.json and the requirements.
+        track: ``latentdiag.track`` logs (a folder with track.jsonl, or the file), one per
+            file in order: the "Metrics during training" section. A file written by a
+            reference run shows its run's log without this.
         explore: Also write ``explore/<name>.html`` per file (``latentdiag explore``'s page,
             PCA of every row up to 100,000) and link it from the summary.
 
@@ -212,6 +216,7 @@ def build_report(
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out} is a file; the report needs a folder (-o DIR).")
     gen_results = _read_generation(generation, len(paths))
+    track_logs = _read_tracks(track, len(paths))
 
     stores = []
     try:
@@ -249,6 +254,8 @@ def build_report(
         for report, gen in zip(reports, gen_results, strict=True):
             if gen is not None:
                 _add_generation(report, gen)
+        for report, store, log in zip(reports, stores, track_logs, strict=True):
+            _add_track(report, store, log)
         limits = shared_limits(reports)
         projector_text: list[tuple[str, str, str]] = []
         for store, report, started in zip(stores, reports, background, strict=True):
@@ -363,6 +370,56 @@ def _read_generation(generation: Sequence[Any], n_files: int) -> list[Any]:
         )
     given += [None] * (n_files - len(given))
     return [None if g is None else read_gencheck(g) for g in given]
+
+
+def _read_tracks(track: Sequence[Any], n_files: int) -> list[Any]:
+    """One track log (path and records, or None) per file, read before any long work."""
+    from latentdiag.errors import ConfigError
+    from latentdiag.track import read_track
+
+    given = list(track)
+    if len(given) > n_files:
+        raise ReportError(
+            f"{len(given)} --track logs for {n_files} latents file(s); give at most one per "
+            "file, in the files' order."
+        )
+    given += [None] * (n_files - len(given))
+    out = []
+    for g in given:
+        try:
+            out.append(None if g is None else (Path(g), read_track(g)))
+        except ConfigError as exc:
+            raise ReportError(str(exc)) from None
+    return out
+
+
+def _add_track(report: Any, store: Any, log: Any) -> None:
+    """The "Metrics during training" figure: the given log, or the reference run's own."""
+    from latentdiag.report import figures as fg
+    from latentdiag.report.generation import track_figure
+    from latentdiag.track import TRACK_FILE, read_track_lenient
+
+    if log is None:
+        prov = store.provenance or {}
+        run_dir = prov.get("run_dir") if prov.get("kind") == "reference-run" else None
+        path = Path(str(run_dir)) / TRACK_FILE if run_dir else None
+        if path is None or not path.is_file():
+            return
+        records = read_track_lenient(path)
+        if not records:
+            return
+        log = (path, records)
+    path, records = log
+    report.panels.append(
+        Panel(
+            "training",
+            "track",
+            "Metrics during training",
+            f"{len(records)} evaluations logged by latentdiag.track in {path} (epochs "
+            f"{records[0]['epoch']}–{records[-1]['epoch']}); a line per subspace.",
+            fg.to_png(track_figure(records, title="Metrics on the validation set, by epoch")),
+        )
+    )
 
 
 def _add_generation(report: Any, gen: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from latentdiag.errors import ReportError
 from latentdiag.report.figures import _figure, plain, to_png
@@ -27,6 +28,7 @@ __all__ = [
     "confusion_figure",
     "read_gencheck",
     "samples_figure",
+    "track_figure",
     "write_gencheck_folder",
 ]
 
@@ -219,3 +221,54 @@ def read_gencheck(path: str | os.PathLike[str]) -> GencheckFolder:
         except (OSError, ValueError, KeyError) as exc:
             raise ReportError(f"{npz} cannot be read ({exc}); run gencheck -o again.") from None
     return GencheckFolder(json_path.parent, doc, generated, real)
+
+
+# -- metrics during training (latentdiag.track) ---------------------------------------------
+
+#: Metrics a track figure shows first, when the log has them (then the others, by name).
+_TRACK_FIRST = (
+    "separation.silhouette",
+    "separation.centroid_distance.mean",
+    "separation.knn_accuracy",
+    "information.active_units",
+    "train.loss",
+    "heldout.heldout_recon",
+)
+_TRACK_PANELS = 6
+
+
+def track_figure(records: Sequence[Mapping[str, Any]], *, title: str) -> Figure:
+    """Small multiples of a track log's metrics over epochs; a metric's partitions share its
+    panel (``partitions.<name>.<metric>`` drawn beside ``<metric>``)."""
+    keys: list[str] = []
+    seen = {k for r in records for k in r["metrics"]}
+    base = sorted({k.split(".", 2)[2] if k.startswith("partitions.") else k for k in seen})
+    for k in (*_TRACK_FIRST, *base):
+        if k in seen and k not in keys and not k.startswith("partitions."):
+            keys.append(k)
+    keys = keys[:_TRACK_PANELS]
+    cols = 3 if len(keys) > 4 else max(1, len(keys))
+    rows = max(1, -(-len(keys) // cols))
+    fig = _figure(3.4 * cols, 2.5 * rows + 0.5)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    parts = sorted({k.split(".")[1] for k in seen if k.startswith("partitions.")})
+    epochs = [int(r["epoch"]) for r in records]
+    for ax, key in zip(axes.flat, keys, strict=False):
+        series = [("z", key), *((p, f"partitions.{p}.{key}") for p in parts)]
+        for name, full in series:
+            ys = [r["metrics"].get(full) for r in records]
+            if all(v is None for v in ys):
+                continue
+            values = [np.nan if v is None else float(v) for v in ys]
+            ax.plot(epochs, values, marker="o", markersize=3, label=plain(name, 16))
+        ax.set_title(plain(key, 40), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=8)
+        ax.grid(True, color="#dddddd", linewidth=0.6)
+        if len(ax.get_lines()) > 1:
+            ax.legend(fontsize=7, frameon=False)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig

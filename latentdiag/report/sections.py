@@ -41,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "disentanglement": "Disentanglement of factors",
     "partitions": "Partitions of the latent space",
     "generation": "Conditional generation",
+    "training": "Metrics during training",
     "reference": "Reference model: reconstructions, samples, traversals",
 }
 

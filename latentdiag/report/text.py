@@ -239,6 +239,11 @@ INTROS = {
         "real labels apart cannot judge generated ones. Real samples are on the left, "
         "generated ones on the right.</p>"
     ),
+    "training": (
+        "<p>The metrics <code>latentdiag.track</code> logged while the model trained, on a "
+        "fixed validation set, epoch by epoch: whether separation grew, and when it stopped "
+        "growing.</p>"
+    ),
     "reference": (
         "<p>Images drawn by the reference model that wrote these latents: reconstructions, "
         "samples conditioned on each label, and traversals of single latent dimensions.</p>"
@@ -255,6 +260,8 @@ NOT_REQUESTED = {
     "partitions": "nothing to show.",
     "generation": "no gencheck result was given: run `latentdiag gencheck MODEL DATA -o DIR` and "
     "pass --generation DIR (one per file, in order).",
+    "training": "no track log: reference runs write one (track.jsonl); for your own training "
+    "loop use latentdiag.track.Tracker and pass --track LOG_DIR.",
     "reference": "reference-model images are drawn only for files written by a reference-model "
     "run, through the `latentdiag report` command.",
 }
