@@ -60,7 +60,16 @@ DEFAULT_METRICS = (
     "information.kl_per_dim",
 )
 # What the log leaves out: tables and lists (keys ending so), and the file's facts.
-_SKIP_SUFFIXES = ("matrix", "labels", "mask", "per_dim", "per_label", "per_batch", "_ci")
+_SKIP_SUFFIXES = (
+    "matrix",
+    "labels",
+    "mask",
+    "per_dim",
+    "per_label",
+    "per_batch",
+    "_ci",
+    "threshold",
+)
 _NOT_LOGGED = {"settings", "skipped", "notes", "label_names", "batch_names", "factor_names"}
 _NOT_LOGGED |= {"n_samples", "latent_dim", "label_key", "batch_key", "dims"}
 
