@@ -190,3 +190,46 @@ def test_the_report_links_its_explorer_pages(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert 'href="explore/lat.html"' in html and 'href="explore/b.html"' in html
     assert _payload(out / "explore" / "b.html")["n_points"] == 300
+
+
+def test_exports_for_embedding_atlas_and_the_projector(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from latentdiag.metrics import exact_knn_graph
+
+    latents, data = _files(tmp_path, 300)
+    atlas, proj = tmp_path / "atlas.parquet", tmp_path / "projector"
+    res = CliRunner().invoke(
+        cli,
+        ["explore", str(latents), "--data", str(data), "-o", str(tmp_path / "e.html"),
+         "--atlas", str(atlas), "--projector", str(proj), "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(atlas)
+    names = table.column_names
+    for col in ("id", "sample_id", "projection_x", "projection_y", "vector", "label"):
+        assert col in names
+    assert {"factor_pose", "factor_size", "neighbors", "image"} <= set(names)
+    rows = table.to_pylist()
+    assert len(rows) == 300 and rows[5]["label"] == NAMES[1] and rows[5]["sample_id"] == "img-5"
+    from latentdiag.store import LatentStore
+
+    with LatentStore(latents) as store:
+        mu = store.mu
+    assert np.allclose(rows[5]["vector"], mu[5])
+    graph = exact_knn_graph(mu, 15)  # the neighbours are the exact ones
+    assert rows[5]["neighbors"]["ids"] == graph.indices[5].tolist()
+    assert np.allclose(rows[5]["neighbors"]["distances"], graph.distances[5], atol=1e-5)
+    with Image.open(__import__("io").BytesIO(rows[5]["image"]["bytes"])) as im:
+        assert im.size == (64, 64)
+    # The Projector: vectors and metadata as its TSV format, a sprite and the config.
+    vectors = np.loadtxt(proj / "vectors.tsv", delimiter="\t")
+    assert vectors.shape == (300, 6) and np.allclose(vectors[5], mu[5], atol=1e-5)
+    meta = (proj / "metadata.tsv").read_text().splitlines()
+    assert meta[0].split("\t")[:3] == ["label", "sample_id", "row"] and len(meta) == 301
+    assert meta[6].split("\t")[:2] == [NAMES[1], "img-5"]
+    config = (proj / "projector_config.pbtxt").read_text()
+    assert 'image_path: "sprite.png"' in config and "single_image_dim: 64" in config
+    with Image.open(proj / "sprite.png") as sprite:
+        assert sprite.size == (18 * 64, 18 * 64)  # ceil(sqrt(300)) tiles a side

@@ -48,6 +48,20 @@ from latentdiag.cli._common import console, echo_json, json_option, latents_opti
     show_default=True,
     help="Rows with a thumbnail at most (32 × 32 px; a stratified sample of those drawn).",
 )
+@click.option(
+    "--atlas",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write an embedding-atlas Parquet file (x, y, vector, columns, neighbours, and "
+    "images with --data).",
+)
+@click.option(
+    "--projector",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write TensorBoard Projector files into this folder (with a sprite of "
+    "thumbnails with --data).",
+)
 @latents_options
 @seed_option
 @json_option
@@ -58,6 +72,10 @@ def explore_command(latents: str, out: str, **opts: Any) -> None:
     --max-points, a stratified sample above — for the whole latent vector and each partition.
     Colour by any metadata column or factor; hover a point for its id, its values and, with
     --data, its image; shift-drag a box for the selection's composition; find a row by id.
+
+    --atlas and --projector also export the points for Apple's embedding-atlas (open with
+    `embedding-atlas FILE --x projection_x --y projection_y --neighbors neighbors`) and for
+    TensorBoard's Projector (`tensorboard --logdir DIR`).
 
     \b
     Examples:
@@ -91,9 +109,30 @@ def explore_command(latents: str, out: str, **opts: Any) -> None:
         logvar_obsm=opts["logvar_obsm"],
         progress=(lambda m: err.print(f"[dim]{m}[/dim]")) if not opts["as_json"] else None,
     )
+    exports: list[str] = []
+    if opts["atlas"] or opts["projector"]:
+        from latentdiag.report.exports import write_atlas, write_projector
+        from latentdiag.store import open_latents
+
+        keys = {k: opts[k] for k in ("label_key", "batch_key", "obsm", "logvar_obsm")}
+        with open_latents(latents, **keys) as store:
+            if opts["atlas"]:
+                path = write_atlas(
+                    store,
+                    opts["atlas"],
+                    data=dataset,
+                    projection=opts["projection"],
+                    max_points=opts["max_points"],
+                    seed=opts["seed"],
+                )
+                exports.append(str(path))
+            if opts["projector"]:
+                files = write_projector(store, opts["projector"], data=dataset, seed=opts["seed"])
+                exports += [str(f) for f in files]
     if opts["as_json"]:
         echo_json(
             {
+                "exports": exports,
                 "path": str(result.path),
                 "bytes": result.bytes,
                 "n_rows": result.n_rows,
@@ -107,3 +146,5 @@ def explore_command(latents: str, out: str, **opts: Any) -> None:
         return
     for line in explorer_summary(result):
         console().print(line)
+    if exports:
+        console().print(f"wrote {', '.join(exports)}")

@@ -130,6 +130,26 @@ def _numeric(name: str, values: np.ndarray) -> dict[str, Any]:
     }
 
 
+def thumbnail(data: Any, item: int, row: int, n_data: int, size: int = THUMB) -> np.ndarray:
+    """Item ``item`` of ``data`` as a (size, size, 3) uint8 thumbnail.
+
+    Raises:
+        DataError: ``item`` is not an item of DATA (the latents came from other data).
+    """
+    from PIL import Image
+
+    if not 0 <= item < n_data:
+        raise DataError(
+            f"the latents file's row {row} comes from item {item} of its data, but DATA has "
+            f"{n_data:,} items; give the DATA the file was embedded from."
+        )
+    img = np.asarray(data[item]["image"], dtype=np.float32)  # (C, H, W) in [0, 1]
+    arr = np.clip(img, 0.0, 1.0)
+    arr = np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr[:3]
+    pil = Image.fromarray((arr.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
+    return np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
+
+
 def _thumbnails(
     data: Any, item_index: np.ndarray, pick: np.ndarray, say: Callable[[str], None]
 ) -> tuple[list[str], np.ndarray]:
@@ -145,19 +165,9 @@ def _thumbnails(
         rows = -(-len(chunk) // _SHEET)
         canvas = np.full((rows * THUMB, _SHEET * THUMB, 3), 128, dtype=np.uint8)
         for j, r in enumerate(chunk):
-            item = int(item_index[r])
-            if not 0 <= item < n_data:
-                raise DataError(
-                    f"the latents file's row {int(r)} comes from item {item} of its data, but "
-                    f"DATA has {n_data:,} items; give the DATA the file was embedded from."
-                )
-            img = np.asarray(data[item]["image"], dtype=np.float32)  # (C, H, W) in [0, 1]
-            arr = np.clip(img, 0.0, 1.0)
-            arr = np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr[:3]
-            pil = Image.fromarray((arr.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
-            pil = pil.resize((THUMB, THUMB), Image.Resampling.BILINEAR)
             y0, x0 = divmod(j, _SHEET)
-            canvas[y0 * THUMB : (y0 + 1) * THUMB, x0 * THUMB : (x0 + 1) * THUMB] = np.asarray(pil)
+            tile = thumbnail(data, int(item_index[r]), int(r), n_data)
+            canvas[y0 * THUMB : (y0 + 1) * THUMB, x0 * THUMB : (x0 + 1) * THUMB] = tile
             tile_of[r] = start + j
         buf = io.BytesIO()
         # JPEG: a third of PNG's size on textured images (noise does not compress losslessly).
