@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,34 @@ from latentdiag.store._common import (
 __all__ = ["LatentWriter", "write_latents"]
 
 LATENT_DATASETS = ("mu", "logvar")  # stored uncompressed unless compress_latents
+#: Room kept free beyond a block's own bytes: HDF5's metadata (B-trees, heaps, attributes)
+#: and the strings of variable-length datasets, which the block's nbytes does not count.
+ROOM_SLACK = 256 * 1024
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes the current user may still write under ``folder`` (None where unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        try:
+            return int(shutil.disk_usage(folder).free)
+        except OSError:
+            return None
+    return int(st.f_bavail * st.f_frsize)
+
+
+def _room_error(path: Path, need: int, free: int | None, rows: int, resume_at: int) -> StoreError:
+    have = "no" if not free else _mib(free)
+    return StoreError(
+        f"not enough room for {path.name} in {path.parent}: {have} free, the next block of "
+        f"{rows:,} rows needs about {_mib(need)}. Make room (or give -o on another disk) and "
+        f"run the same command again: it resumes from row {resume_at:,}, the last one committed."
+    )
 
 
 class LatentWriter:
@@ -348,19 +378,31 @@ class LatentWriter:
                 )
             parts[name] = arr
         start, stop = self.n_rows, self.n_rows + rows
-        for name, arr in parts.items():
-            ds = self._file[name]
-            ds.resize(stop, axis=0)
-            ds[start:stop] = arr
-        for name, arr in column_parts.items():
-            obj = self._file[COLUMNS_GROUP][name]
-            ds = obj["codes"] if isinstance(obj, h5py.Group) else obj
-            ds.resize(stop, axis=0)
-            ds[start:stop] = arr
-        # n_rows is the commit point: a resumed writer trusts rows below it and no others.
+        # Room first: HDF5 is not journaled, and a write that fails half-way (ENOSPC) can
+        # leave its metadata unreadable, losing every committed row. Checking before the
+        # block is written keeps the file at its last commit, so the run resumes once there
+        # is room. The bytes are the block's uncompressed size: an upper bound.
+        need = ROOM_SLACK + sum(_block_bytes(a) for a in (*parts.values(), *column_parts.values()))
+        free = free_bytes(self.partial.parent)
+        if free is not None and free < need:
+            raise _room_error(self.path, need, free, rows, start)
+        try:
+            for name, arr in parts.items():
+                ds = self._file[name]
+                ds.resize(stop, axis=0)
+                ds[start:stop] = arr
+            for name, arr in column_parts.items():
+                obj = self._file[COLUMNS_GROUP][name]
+                ds = obj["codes"] if isinstance(obj, h5py.Group) else obj
+                ds.resize(stop, axis=0)
+                ds[start:stop] = arr
+            # n_rows is the commit point: a resumed writer trusts rows below it and no others.
+            self._file.attrs["n_rows"] = stop
+            self._file.flush()
+        except (OSError, RuntimeError) as exc:
+            self._broken = True
+            raise _write_error(self.partial, exc, start, need) from None
         self.n_rows = stop
-        self._file.attrs["n_rows"] = stop
-        self._file.flush()
 
     def _column_blocks(self, given: Mapping[str, Any] | None, rows: int) -> dict[str, np.ndarray]:
         given = dict(given or {})
@@ -434,8 +476,12 @@ class LatentWriter:
     def close(self) -> None:
         """Close without finalizing: the ``.partial`` file stays, marked incomplete."""
         if not self._finalized and self._file.id.valid:
-            self._file.flush()
-            self._file.close()
+            try:
+                if not getattr(self, "_broken", False):
+                    self._file.flush()
+                self._file.close()
+            except (OSError, RuntimeError):
+                pass  # the write error that broke the file has been reported already
 
     def __enter__(self) -> LatentWriter:
         return self
@@ -445,6 +491,26 @@ class LatentWriter:
             self.finalize()
         else:
             self.close()
+
+
+def _block_bytes(arr: np.ndarray) -> int:
+    if arr.dtype == object:  # variable-length strings: their characters, plus a heap entry
+        return int(sum(len(str(s).encode()) + 16 for s in arr))
+    return int(arr.nbytes)
+
+
+def _write_error(path: Path, exc: BaseException, start: int, need: int) -> StoreError:
+    """A failed write (a full disk or quota the room check could not see, an I/O error)."""
+    text = " ".join(str(exc).split())
+    no_room = "errno = 28" in text or "errno = 122" in text or "No space left" in text
+    no_room = no_room or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if no_room:
+        return StoreError(
+            f"the disk (or quota) holding {path} filled up while writing rows from {start:,} "
+            f"(about {_mib(need)} were needed); make room and run the same command again "
+            "with --overwrite if it cannot resume."
+        )
+    return StoreError(f"writing {path} failed at row {start:,}: {text[:200]}")
 
 
 def _check_specs(columns: Sequence[ColumnSpec | Column] | None) -> dict[str, ColumnSpec]:

@@ -1,0 +1,118 @@
+"""Faults: a full disk during embed (injected, and a real 1-4 MiB tmpfs where mounting is
+allowed) leaves the .partial at its last commit with one Error line, and the same command
+resumes to the file an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_embed import N, assert_same_file, make_data, make_images, module_runner
+
+import latentdiag.store.writer as writer_module
+from latentdiag.cli import cli
+from latentdiag.embed import embed
+from latentdiag.errors import StoreError
+from latentdiag.store import partial_path
+
+
+def test_a_full_disk_stops_at_the_last_commit_and_the_run_resumes(tmp_path, monkeypatch) -> None:
+    opts = {"batch_size": 16, "block_rows": 32}
+    embed(module_runner(), make_data(), tmp_path / "whole.h5", **opts)
+    out = tmp_path / "z.h5"
+    calls = {"n": 0}
+
+    def little_room(folder: Path) -> int:
+        calls["n"] += 1
+        return 10**9 if calls["n"] <= 2 else 1000  # room for two blocks, then the disk is full
+
+    monkeypatch.setattr(writer_module, "free_bytes", little_room)
+    message = r"not enough room for z\.h5 in .*: 0\.0 MiB free, the next block of 32 rows "
+    with pytest.raises(StoreError, match=message + r"needs about 0\.\d MiB.*resumes from row 64"):
+        embed(module_runner(), make_data(), out, **opts)
+    assert not out.exists() and partial_path(out).exists()
+    monkeypatch.setattr(writer_module, "free_bytes", lambda folder: 10**9)  # room made
+    result = embed(module_runner(), make_data(), out, **opts)
+    assert result.resumed_rows == 64 and result.n_rows == N
+    assert_same_file(tmp_path / "whole.h5", out)
+
+
+def test_a_failed_write_is_one_error_line(tmp_path, monkeypatch) -> None:
+    """A write the room check cannot foresee (a quota, an I/O error) fails cleanly too."""
+    import h5py
+
+    np.save(tmp_path / "images.npy", make_images())
+    real = h5py.Dataset.__setitem__
+
+    def failing(self, key, value):  # type: ignore[no-untyped-def]
+        if self.name == "/mu" and self.shape[0] > 32:
+            raise OSError(122, "Disk quota exceeded")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
+    factory = tmp_path / "fault_model.py"
+    factory.write_text(
+        "from test_embed import Encoder\n\ndef make():\n    return Encoder().eval()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    res = CliRunner().invoke(
+        cli,
+        ["embed", "fault_model:make", str(tmp_path / "images.npy"), "-o", str(tmp_path / "z.h5"),
+         "--device", "cpu"],
+    )  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "Error: the disk (or quota) holding" in res.output and "Traceback" not in res.output
+
+
+def _can_mount_tmpfs(target: Path) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    target.mkdir(exist_ok=True)
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(target)],
+                        capture_output=True).returncode == 0  # fmt: skip
+    return ok
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    target = tmp_path / "tmpfs"
+    if not _can_mount_tmpfs(target):
+        pytest.skip("mounting a tmpfs needs root and CAP_SYS_ADMIN here")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def test_embed_on_a_real_full_tmpfs_resumes_after_room_is_made(tmp_path, small_tmpfs) -> None:
+    """A 2 MiB tmpfs, latents of about 2.5 MiB in blocks of 16,384 rows: the disk fills after
+    the first block; remounted at 8 MiB, the same command resumes, and the file equals an
+    uninterrupted run's."""
+    n = 40_000
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.integers(0, 256, (n, 1, 16, 16), dtype=np.uint8))
+    (tmp_path / "fault_model.py").write_text(
+        "from test_embed import Encoder\n\ndef make():\n    return Encoder().eval()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parent)]))
+    argv = [sys.executable, "-m", "latentdiag", "embed", "fault_model:make",
+            str(tmp_path / "images.npy"), "--device", "cpu"]  # fmt: skip
+    out = small_tmpfs / "z.h5"
+    first = subprocess.run([*argv, "-o", str(out)], capture_output=True, text=True, env=env)
+    assert first.returncode == 1, first.stdout + first.stderr
+    errors = [ln for ln in first.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and "not enough room for z.h5" in errors[0], first.stderr
+    assert "resumes from row 16,384" in errors[0]  # the first block was committed
+    assert "Traceback" not in first.stderr
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_tmpfs)], check=True)
+    second = subprocess.run([*argv, "-o", str(out)], capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resumed after" in second.stdout
+    whole = tmp_path / "whole.h5"
+    ref = subprocess.run([*argv, "-o", str(whole)], capture_output=True, text=True, env=env)
+    assert ref.returncode == 0, ref.stderr
+    assert_same_file(whole, out)
