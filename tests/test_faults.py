@@ -116,3 +116,110 @@ def test_embed_on_a_real_full_tmpfs_resumes_after_room_is_made(tmp_path, small_t
     ref = subprocess.run([*argv, "-o", str(whole)], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     assert_same_file(whole, out)
+
+
+# -- corruption never surprises ---------------------------------------------------------------
+
+
+def _corrupt(data: bytes, rng: np.random.Generator, kind: str) -> bytes:
+    b = bytearray(data)
+    if kind == "truncate":
+        return bytes(b[: int(rng.integers(0, len(b)))])
+    if kind == "flip":
+        for _ in range(int(rng.integers(1, 8))):
+            i = int(rng.integers(0, len(b)))
+            b[i] ^= 1 << int(rng.integers(0, 8))
+        return bytes(b)
+    i, size = int(rng.integers(0, len(b))), int(rng.integers(1, 4096))
+    size = min(size, len(b) - i)
+    b[i : i + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    return bytes(b)
+
+
+def _fuzz(source: Path, argv: list[str], cases: int, seed: int) -> dict[str, int]:
+    """Damage ``source`` ``cases`` times and run ``argv`` (``{bad}`` is the damaged copy):
+    each run must end with an Error line (exit 1) or succeed (exit 0), never a traceback."""
+    rng = np.random.default_rng(seed)
+    data = source.read_bytes()
+    bad = source.with_name("bad" + source.suffix)
+    runner = CliRunner()
+    outcomes: dict[str, int] = {}
+    for case in range(cases):
+        kind = ("truncate", "flip", "block")[case % 3]
+        bad.write_bytes(_corrupt(data, rng, kind))
+        res = runner.invoke(cli, [a.replace("{bad}", str(bad)) for a in argv])
+        if res.exception is not None and not isinstance(res.exception, SystemExit):
+            raise AssertionError(
+                f"case {case} ({kind}): {type(res.exception).__name__}: {res.exception}"
+            ) from res.exception
+        if res.exit_code == 0:
+            outcome = "read"
+        else:
+            assert res.exit_code == 1 and "Error:" in res.output, (case, kind, res.output)
+            outcome = "refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def damaged_inputs(tmp_path_factory) -> dict[str, Path]:
+    """Real files of each kind latentdiag reads: an embed output, an .h5ad, an ONNX encoder,
+    an .npz of images."""
+    import torch
+    from test_embed import Encoder
+
+    from latentdiag.data import write_dataset
+    from latentdiag.store import write_latents
+
+    root = tmp_path_factory.mktemp("fuzz")
+    rng = np.random.default_rng(0)
+    n = 240
+    lat = write_latents(
+        root / "lat.h5", rng.normal(size=(n, 6)).astype(np.float32),
+        logvar=np.full((n, 6), -1.0, np.float32), labels=np.arange(n) % 3,
+        label_names=["a", "b", "c"], factors=rng.uniform(size=(n, 2)),
+        sample_ids=[f"s{i}" for i in range(n)], partitions={"p": (0, 3), "q": (3, 6)},
+        columns={"batch": np.array(["x", "y"])[np.arange(n) % 2]},
+    )  # fmt: skip
+    h5ad = root / "lat.h5ad"
+    assert CliRunner().invoke(cli, ["convert", str(lat), "-o", str(h5ad)]).exit_code == 0
+    onnx = root / "enc.onnx"
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore")
+        torch.onnx.export(Encoder().eval(), (torch.rand(2, 1, 16, 16),), str(onnx), dynamo=False,
+                          input_names=["x"], output_names=["mu", "logvar"],
+                          dynamic_axes={"x": {0: "b"}, "mu": {0: "b"}, "logvar": {0: "b"}},
+                          opset_version=17)  # fmt: skip
+    npz = write_dataset(root / "images.npz", make_images(64), np.arange(64) % 3, ["a", "b", "c"])
+    return {"latents": Path(lat), "h5ad": h5ad, "onnx": onnx, "npz": npz}
+
+
+def _cases(kind: str, paths: dict[str, Path], out: Path) -> tuple[Path, list[str]]:
+    if kind == "latents":
+        return paths["latents"], ["metrics", "{bad}", "--json"]
+    if kind == "h5ad":
+        return paths["h5ad"], ["inspect", "{bad}", "--json"]
+    if kind == "onnx":
+        argv = ["embed", "{bad}", str(paths["npz"]), "-o", str(out), "--overwrite"]
+        return paths["onnx"], [*argv, "--device", "cpu"]
+    argv = ["embed", str(paths["onnx"]), "{bad}", "-o", str(out), "--overwrite"]
+    return paths["npz"], [*argv, "--device", "cpu"]
+
+
+@pytest.mark.parametrize("kind", ["latents", "h5ad", "onnx", "npz"])
+def test_damaged_inputs_are_refused_or_read_never_a_traceback(
+    kind: str, damaged_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
+    outcomes = _fuzz(source, argv, cases=60 if kind in ("latents", "h5ad") else 30, seed=1)
+    assert outcomes.get("refused", 0) > 0  # the damage was noticed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["latents", "h5ad", "onnx", "npz"])
+def test_damaged_inputs_longer_fuzz(
+    kind: str, damaged_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
+    outcomes = _fuzz(source, argv, cases=600 if kind in ("latents", "h5ad") else 60, seed=2)
+    print(kind, outcomes)

@@ -308,6 +308,7 @@ def open_npz(
         DataError: Not an npz, keys missing (the message lists the keys it has), bad arrays.
     """
     import zipfile
+    import zlib
 
     name = Path(path).name
     try:
@@ -351,6 +352,11 @@ def open_npz(
         def get(key: str) -> np.ndarray:
             try:
                 return np.asarray(npz[key])
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                raise DataError(
+                    f"{path} is damaged or truncated: reading {key!r} failed ({exc}); write "
+                    "it again."
+                ) from None
             except ValueError as exc:  # object arrays need pickle, which we never allow
                 raise DataError(
                     f"cannot read {path}:{key}: {exc}; save it as a numeric or string array."
@@ -430,7 +436,16 @@ def _npz_shape(npz: Any, key: str) -> tuple[int, ...]:
             )
             shape = read(fh)[0]
     except (AttributeError, KeyError, OSError, ValueError):
-        shape = np.asarray(npz[key]).shape
+        import zipfile
+        import zlib
+
+        try:
+            shape = np.asarray(npz[key]).shape
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+            raise DataError(
+                f"the .npz is damaged or truncated: reading {key!r} failed ({exc}); write it "
+                "again."
+            ) from None
     return tuple(int(x) for x in shape)
 
 

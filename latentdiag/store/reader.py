@@ -103,12 +103,15 @@ class LatentStore(LatentSource):
         except LatentDiagError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except Exception as exc:  # h5py raises OSError, RuntimeError, KeyError, ... on damage
             self._file.close()
             raise StoreError(
                 f"{p} is damaged or truncated: reading it failed ({short_error(exc)}); "
                 "write it again."
             ) from None
+        except BaseException:
+            self._file.close()  # a file left open would be reused, stale, by the next open
+            raise
 
     # -- validation -----------------------------------------------------------------------
     def _validate(self, allow_incomplete: bool) -> None:
