@@ -250,6 +250,8 @@ def _check_resumable(partial: Path, job: EmbedJob) -> dict[str, Any]:
         with LatentStore(partial, allow_incomplete=True) as store:
             prov = dict(store.provenance)
     except StoreError as exc:
+        if "being written by another process" in str(exc):
+            raise  # a running job's file: never suggest deleting it
         raise StoreError(
             f"cannot resume {partial}: {exc} Delete it, or run again with --overwrite."
         ) from None

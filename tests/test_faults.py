@@ -223,3 +223,41 @@ def test_damaged_inputs_longer_fuzz(
     source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
     outcomes = _fuzz(source, argv, cases=600 if kind in ("latents", "h5ad") else 60, seed=2)
     print(kind, outcomes)
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_while_the_first_writes(tmp_path: Path, onnx_model) -> None:
+    """HDF5's lock on the .partial: a second embed onto the same output is refused with a
+    message that says so (and never suggests deleting the running job's file)."""
+    out = tmp_path / "z.h5"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from latentdiag.store import LatentWriter\n"
+         "w = LatentWriter(sys.argv[1], latent_dim=6)\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(60)\n", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        np.save(tmp_path / "images.npy", make_images())
+        res = CliRunner().invoke(
+            cli, ["embed", str(onnx_model), str(tmp_path / "images.npy"), "-o", str(out)]
+        )
+        assert res.exit_code == 1, res.output
+        assert "is being written by another process" in res.output
+        assert "Delete" not in res.output and "Traceback" not in res.output
+    finally:
+        holder.kill()
+        holder.wait()
+    assert partial_path(out).exists()  # the first writer's file is untouched
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    from test_embed import onnx_model as make
+
+    return make.__wrapped__(tmp_path_factory)

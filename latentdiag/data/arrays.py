@@ -443,8 +443,7 @@ def _npz_shape(npz: Any, key: str) -> tuple[int, ...]:
             shape = np.asarray(npz[key]).shape
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
             raise DataError(
-                f"the .npz is damaged or truncated: reading {key!r} failed ({exc}); write it "
-                "again."
+                f"the .npz is damaged or truncated: reading {key!r} failed ({exc}); write it again."
             ) from None
     return tuple(int(x) for x in shape)
 

@@ -93,6 +93,8 @@ class LatentStore(LatentSource):
         try:
             self._file = h5py.File(p, "r")
         except OSError as exc:
+            if is_locked(exc):
+                raise StoreError(locked_message(p)) from None
             raise StoreError(
                 f"{p} is damaged or truncated and cannot be opened as HDF5 ({short_error(exc)}); "
                 "write it again."
@@ -391,3 +393,16 @@ class LatentStore(LatentSource):
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether h5py failed to open a file because another process holds its lock."""
+    text = str(exc)
+    return "unable to lock file" in text or "errno = 11" in text
+
+
+def locked_message(path: Path) -> str:
+    return (
+        f"{path} is being written by another process (HDF5 holds a lock on it); wait for that "
+        "run to finish, or write to another -o. Nothing was changed."
+    )

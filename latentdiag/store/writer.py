@@ -258,6 +258,10 @@ class LatentWriter:
         try:
             f = h5py.File(partial, "r+")
         except OSError as exc:
+            from latentdiag.store.reader import is_locked, locked_message
+
+            if is_locked(exc):
+                raise StoreError(locked_message(partial)) from None
             raise StoreError(
                 f"{partial} is damaged and cannot be resumed ({exc}); delete it and start again."
             ) from None
