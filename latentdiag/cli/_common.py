@@ -105,3 +105,24 @@ def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def parse_model_kwargs(text: str | None) -> dict[str, Any] | None:
+    """``--model-kwargs``: a JSON object of keyword arguments for a ``pkg.module:factory``.
+
+    Raises:
+        ConfigError: The text is not a JSON object.
+    """
+    import json
+
+    from latentdiag.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-kwargs must be a JSON object; {exc}.") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--model-kwargs must be a JSON object; got {text}.")
+    return kwargs

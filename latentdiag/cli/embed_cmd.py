@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -142,15 +141,10 @@ def embed_command(model: str, data: str, out: str, **opts: Any) -> None:
 
 def _open_model(model: str, opts: dict[str, Any]) -> Any:
     """The runner for MODEL; a directory is a reference run, loaded by reference_models."""
-    from latentdiag.errors import ConfigError
+    from latentdiag.cli._common import parse_model_kwargs
     from latentdiag.runners import open_runner
 
-    try:
-        kwargs = json.loads(opts["model_kwargs"]) if opts["model_kwargs"] else None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--model-kwargs must be a JSON object; {exc}.") from None
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise ConfigError(f"--model-kwargs must be a JSON object; got {opts['model_kwargs']}.")
+    kwargs = parse_model_kwargs(opts["model_kwargs"])
     common = {
         "device": opts["device"],
         "layout": opts["layout"],

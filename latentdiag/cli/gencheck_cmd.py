@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -176,16 +175,11 @@ def gencheck_command(model: str, data: str, **opts: Any) -> None:
 
 def _open_decoder(model: str, opts: dict[str, Any]) -> tuple[Any, int | None, int | None]:
     """The decoder, and the image size and channels it fixes (reference runs), if known."""
-    from latentdiag.errors import ConfigError
+    from latentdiag.cli._common import parse_model_kwargs
     from latentdiag.generation.decoders import open_decoder
     from latentdiag.runners import detect_kind
 
-    try:
-        kwargs = json.loads(opts["model_kwargs"]) if opts["model_kwargs"] else None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--model-kwargs must be a JSON object; {exc}.") from None
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise ConfigError(f"--model-kwargs must be a JSON object; got {opts['model_kwargs']}.")
+    kwargs = parse_model_kwargs(opts["model_kwargs"])
     if Path(model).is_dir() and detect_kind(model) == "reference":
         import importlib
 
