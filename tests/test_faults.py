@@ -213,6 +213,7 @@ def test_damaged_inputs_are_refused_or_read_never_a_traceback(
     source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
     outcomes = _fuzz(source, argv, cases=60 if kind in ("latents", "h5ad") else 30, seed=1)
     assert outcomes.get("refused", 0) > 0  # the damage was noticed
+    print(kind, outcomes)
 
 
 @pytest.mark.slow

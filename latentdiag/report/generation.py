@@ -1,5 +1,7 @@
 """Figures and files of ``gencheck``: sample grids per label beside real ones, the confusion
-matrix, and the folder that ``gencheck -o DIR`` writes and ``report --generation DIR`` reads.
+matrix, and the folder that ``gencheck -o DIR`` writes and ``report --generation DIR`` reads;
+and the figure of a ``latentdiag.track`` log (:func:`track_figure`), the other report section
+that comes from outside the latents file.
 
 A gencheck folder holds ``generation.json`` (the result, as ``gencheck --json`` prints it),
 ``samples.npz`` (up to 8 generated and 8 real held-out samples per label), ``samples.png`` and
