@@ -181,6 +181,10 @@ def merge_latents(
     out = Path(out)
     if out.resolve() in seen:
         raise StoreError(f"the output {out} is one of the inputs; choose another -o path.")
+    from latentdiag.store._common import check_room
+
+    # The merged file holds the shards' rows once: their sizes bound it (within slack).
+    check_room(out, sum(p.stat().st_size for p in paths if p.is_file()), what="the merge")
     with ExitStack() as stack:
         stores = [stack.enter_context(LatentStore(p)) for p in paths]
         for s in stores:

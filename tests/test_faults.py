@@ -262,3 +262,54 @@ def onnx_model(tmp_path_factory) -> Path:
     from test_embed import onnx_model as make
 
     return make.__wrapped__(tmp_path_factory)
+
+
+# -- full disks for the other writers ---------------------------------------------------------
+
+
+def test_writers_check_the_room_first(tmp_path: Path, monkeypatch) -> None:
+    """data synth, merge and convert refuse to start a write that cannot fit."""
+    import latentdiag.store._common as common
+    from latentdiag.store import write_latents
+
+    lat = write_latents(tmp_path / "lat.h5", np.zeros((50, 3), np.float32))
+    monkeypatch.setattr(common, "free_bytes", lambda folder: 4096)
+    runner = CliRunner()
+    for argv, what in (
+        (["data", "synth", str(tmp_path / "s.h5"), "--n", "50"], "the data needs about"),
+        (["merge", str(lat), "-o", str(tmp_path / "m.h5")], "the merge needs about"),
+        (["convert", str(lat), "-o", str(tmp_path / "c.h5ad")], "the converted file needs"),
+    ):
+        res = runner.invoke(cli, argv)
+        assert res.exit_code == 1 and "Error: not enough room for" in res.output, res.output
+        assert what in res.output and "Nothing was written" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lat.h5"]  # no file left behind
+
+
+def test_a_full_disk_anywhere_is_one_error_line(tmp_path: Path, monkeypatch) -> None:
+    """The command line's safety net: ENOSPC from any write (here numpy's), or a library's
+    own error that says so (safetensors'), is one Error line, never a traceback."""
+    import errno
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    res = CliRunner().invoke(cli, ["data", "synth", str(tmp_path / "s.npz"), "--n", "20"])
+    assert res.exit_code == 1 and res.output.startswith("Error: no room left writing")
+    assert str(tmp_path / "s.npz") in res.output and not list(tmp_path.iterdir())
+
+    import safetensors.torch
+
+    def rust_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(safetensors.torch, "save_file", rust_full)
+    res = CliRunner().invoke(
+        cli,
+        ["train", "--model", "baseline", "--n-images", "48", "--size", "16", "--batch-size", "16",
+         "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "Error: no room left" in res.output, res.output

@@ -10,7 +10,9 @@ This group is the one place where a :class:`~latentdiag.errors.LatentDiagError` 
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -58,6 +60,39 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except LatentDiagError as exc:
             fail(exc)
+        except OSError as exc:
+            # A full disk, a quota or an I/O error while a command writes: every output is
+            # written under a temporary name first, so nothing half-written is left behind.
+            if exc.errno not in _NO_ROOM and exc.errno != errno.EIO:
+                if not _says_no_room(exc):
+                    raise
+                exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), exc.filename)
+            fail(LatentDiagError(_os_error_text(exc)))
+        except Exception as exc:
+            # Libraries that report a full disk in their own exception types (safetensors'
+            # SafetensorError, h5py's RuntimeError) with the OS error in the text.
+            if not _says_no_room(exc):
+                raise
+            fail(LatentDiagError(_os_error_text(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))))
+
+
+#: errno values that mean "no room to write": a full disk, a quota, a file-size limit.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _says_no_room(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("No space left on device", "os error 28", "errno = 28"))
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno in _NO_ROOM:
+        return (
+            f"no room left{where} ({exc.strerror}); nothing was written under the final name. "
+            "Make room (or write to another disk) and run the command again."
+        )
+    return f"an I/O error{where} ({exc.strerror}); check the disk and run the command again."
 
 
 def fail(exc: LatentDiagError) -> None:

@@ -4,6 +4,7 @@ sorting, atomic output files."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import warnings
@@ -95,6 +96,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
+    except (OSError, RuntimeError) as exc:
+        # Name the output in a full-disk error (h5py reports it as text, not as an errno), so
+        # the command line can say which file did not fit.
+        text = str(exc)
+        if getattr(exc, "errno", None) == errno.ENOSPC or "errno = 28" in text:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(final)) from None
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(final)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -82,6 +82,7 @@ def write_dataset(
     stored = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
     arrays: dict[str, np.ndarray] = {"images": np.ascontiguousarray(stored)}
     arrays.update(_names_and_factors(n, labels, label_names, factors, factor_names, "image"))
+    _check_room(p, arrays)
     with atomic_output(p) as tmp:
         if p.suffix.lower() == ".npz":
             with open(tmp, "wb") as fh:
@@ -89,6 +90,13 @@ def write_dataset(
         else:
             _write_h5(tmp, arrays)
     return p
+
+
+def _check_room(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """The arrays' uncompressed bytes must fit (an upper bound of the file): checked first."""
+    from latentdiag.store._common import check_room
+
+    check_room(path, sum(int(a.nbytes) for a in arrays.values()), what="the data")
 
 
 def _names_and_factors(
@@ -178,6 +186,7 @@ def write_vector_dataset(
         arrays[f"{COLUMNS_GROUP}/{col.name}"] = col.values
         if col.categories is not None:
             arrays[f"{CATEGORIES_PREFIX}/{col.name}"] = np.array(col.categories, dtype=str)
+    _check_room(p, arrays)
     with atomic_output(p) as tmp:
         if p.suffix.lower() == ".npz":
             with open(tmp, "wb") as fh:

@@ -113,3 +113,48 @@ def column_row_datasets(f: h5py.File) -> list[h5py.Dataset]:
 def short_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:200]
+
+
+#: Room kept free beyond the bytes a write itself needs: HDF5's metadata (B-trees, heaps,
+#: attributes) and variable-length strings.
+ROOM_SLACK = 256 * 1024
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes the current user may still write under ``folder`` (None where unknown)."""
+    import shutil
+
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
+        try:
+            return int(shutil.disk_usage(folder).free)
+        except OSError:
+            return None
+    return int(st.f_bavail * st.f_frsize)
+
+
+def check_room(path: str | os.PathLike[str], need: int, *, what: str = "") -> None:
+    """Refuse to start a write of about ``need`` bytes to ``path`` where they cannot fit.
+
+    HDF5 is not journaled: a write that runs out of room half-way can leave a file its library
+    cannot close cleanly (and h5py then crashes on the way out). Checking first keeps a full
+    disk a one-line error.
+
+    Raises:
+        StoreError: Less free space than ``need`` plus :data:`ROOM_SLACK` in the folder.
+    """
+    target = Path(path)
+    folder = target.parent if target.parent.exists() else Path(".")
+    free = free_bytes(folder)
+    total = int(need) + ROOM_SLACK
+    if free is not None and free < total:
+        raise StoreError(
+            f"not enough room for {target.name} in {target.parent}: {mib(free)} free, "
+            f"{what or 'it'} needs about {mib(total)}; make room (or write to another disk) "
+            "and run the command again. Nothing was written."
+        )

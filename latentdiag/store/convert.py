@@ -194,6 +194,10 @@ def convert_latents(
                     f"{'numeric' if not col.is_categorical else 'missing some values'}."
                 )
             source.file_label_key = label_key
+        from latentdiag.store._common import check_room
+
+        # The converted file holds the same arrays: the input's size bounds it, within slack.
+        check_room(out, int(Path(src).stat().st_size * 1.25), what="the converted file")
         if kind == "anndata":
             write_h5ad(source, out, overwrite=overwrite)
         else:

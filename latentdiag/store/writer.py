@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,14 @@ from latentdiag.store._common import (
     DEFAULT_BLOCK_ROWS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    ROOM_SLACK,
     ROW_DATASETS,
     STR_DTYPE,
     check_names,
     column_row_datasets,
     encode_attr,
+    free_bytes,
+    mib,
     names_attr,
     partial_path,
     utcnow,
@@ -35,32 +37,13 @@ from latentdiag.store._common import (
 __all__ = ["LatentWriter", "write_latents"]
 
 LATENT_DATASETS = ("mu", "logvar")  # stored uncompressed unless compress_latents
-#: Room kept free beyond a block's own bytes: HDF5's metadata (B-trees, heaps, attributes)
-#: and the strings of variable-length datasets, which the block's nbytes does not count.
-ROOM_SLACK = 256 * 1024
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
-def free_bytes(folder: Path) -> int | None:
-    """Bytes the current user may still write under ``folder`` (None where unknown)."""
-    try:
-        st = os.statvfs(folder)
-    except (OSError, AttributeError):  # AttributeError: no statvfs on Windows
-        try:
-            return int(shutil.disk_usage(folder).free)
-        except OSError:
-            return None
-    return int(st.f_bavail * st.f_frsize)
 
 
 def _room_error(path: Path, need: int, free: int | None, rows: int, resume_at: int) -> StoreError:
-    have = "no" if not free else _mib(free)
+    have = "no" if not free else mib(free)
     return StoreError(
         f"not enough room for {path.name} in {path.parent}: {have} free, the next block of "
-        f"{rows:,} rows needs about {_mib(need)}. Make room (or give -o on another disk) and "
+        f"{rows:,} rows needs about {mib(need)}. Make room (or give -o on another disk) and "
         f"run the same command again: it resumes from row {resume_at:,}, the last one committed."
     )
 
@@ -511,7 +494,7 @@ def _write_error(path: Path, exc: BaseException, start: int, need: int) -> Store
     if no_room:
         return StoreError(
             f"the disk (or quota) holding {path} filled up while writing rows from {start:,} "
-            f"(about {_mib(need)} were needed); make room and run the same command again "
+            f"(about {mib(need)} were needed); make room and run the same command again "
             "with --overwrite if it cannot resume."
         )
     return StoreError(f"writing {path} failed at row {start:,}: {text[:200]}")
