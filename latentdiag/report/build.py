@@ -358,39 +358,35 @@ def build_report(
     return result
 
 
+def _one_per_file(given: Sequence[Any], n_files: int, what: str, read: Any) -> list[Any]:
+    """``read(item)`` for each of at most ``n_files`` items given in the files' order (None
+    for the files after them), before any long work."""
+    from latentdiag.errors import ConfigError
+
+    items = list(given)
+    if len(items) > n_files:
+        raise ReportError(
+            f"{len(items)} {what} for {n_files} latents file(s); give at most one per file, "
+            "in the files' order."
+        )
+    try:
+        return [None if g is None else read(g) for g in items] + [None] * (n_files - len(items))
+    except ConfigError as exc:
+        raise ReportError(str(exc)) from None
+
+
 def _read_generation(generation: Sequence[Any], n_files: int) -> list[Any]:
-    """One gencheck result (or None) per file, read before any long work."""
+    """One gencheck result (or None) per file."""
     from latentdiag.report.generation import read_gencheck
 
-    given = list(generation)
-    if len(given) > n_files:
-        raise ReportError(
-            f"{len(given)} --generation results for {n_files} latents file(s); give at most "
-            "one per file, in the files' order."
-        )
-    given += [None] * (n_files - len(given))
-    return [None if g is None else read_gencheck(g) for g in given]
+    return _one_per_file(generation, n_files, "--generation results", read_gencheck)
 
 
 def _read_tracks(track: Sequence[Any], n_files: int) -> list[Any]:
-    """One track log (path and records, or None) per file, read before any long work."""
-    from latentdiag.errors import ConfigError
+    """One track log (its path and records, or None) per file."""
     from latentdiag.track import read_track
 
-    given = list(track)
-    if len(given) > n_files:
-        raise ReportError(
-            f"{len(given)} --track logs for {n_files} latents file(s); give at most one per "
-            "file, in the files' order."
-        )
-    given += [None] * (n_files - len(given))
-    out = []
-    for g in given:
-        try:
-            out.append(None if g is None else (Path(g), read_track(g)))
-        except ConfigError as exc:
-            raise ReportError(str(exc)) from None
-    return out
+    return _one_per_file(track, n_files, "--track logs", lambda g: (Path(g), read_track(g)))
 
 
 def _add_track(report: Any, store: Any, log: Any) -> None:
