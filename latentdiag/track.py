@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.atomic import atomic_write_text
 from latentdiag.errors import ConfigError, MetricInputError
 
 __all__ = [
@@ -314,9 +315,7 @@ class Tracker:
             return
         records = [r for r in read_track_lenient(path) if r["epoch"] <= keep_epochs]
         text = "".join(json.dumps(r) + "\n" for r in records)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
         (self.log_dir / "track.csv").unlink(missing_ok=True)
         self._columns = None
         for r in records:

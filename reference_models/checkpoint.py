@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from latentdiag.atomic import atomic_write_text, atomic_write_with
 from latentdiag.errors import ModelError
 from reference_models.base import DataSpec
 from reference_models.config import RunConfig, config_from_dict
@@ -71,33 +71,8 @@ class TrainState:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` then move into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write a text file atomically."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic(Path(path), write)
+    """Write through ``write(tmp_path)`` (a str: safetensors wants one) then move into place."""
+    atomic_write_with(path, lambda tmp: write(str(tmp)))
 
 
 def _contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

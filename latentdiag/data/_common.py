@@ -90,12 +90,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     A crash or an exception never leaves a half-written file under the final name. The
     temporary name keeps the suffix so that writers that infer the format from it still work.
     """
+    from latentdiag.atomic import atomic_path
+
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, final)
+        with atomic_path(final, keep_suffix=True) as tmp:
+            yield tmp
     except (OSError, RuntimeError) as exc:
         # Name the output in a full-disk error (h5py reports it as text, not as an errno), so
         # the command line can say which file did not fit.
@@ -105,9 +105,6 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = str(final)
         raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 class RowIds(Sequence[str]):

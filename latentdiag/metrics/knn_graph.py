@@ -93,21 +93,18 @@ class KNNGraph:
         Returns:
             The path written.
         """
+        from latentdiag.atomic import atomic_path
+
         out = Path(path)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    format=np.array(_GRAPH_FORMAT),
-                    indices=self.indices,
-                    distances=self.distances,
-                    k=np.array(self.k),
-                    source=np.array(self.source),
-                )
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(out) as tmp, open(tmp, "xb") as fh:
+            np.savez(
+                fh,
+                format=np.array(_GRAPH_FORMAT),
+                indices=self.indices,
+                distances=self.distances,
+                k=np.array(self.k),
+                source=np.array(self.source),
+            )
         return out
 
     @classmethod

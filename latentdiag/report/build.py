@@ -18,8 +18,6 @@ import datetime as _dt
 import json
 import os
 import re
-import secrets
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from typing import Any
 
 from latentdiag import __version__
 from latentdiag._json import to_jsonable
+from latentdiag.atomic import atomic_path, atomic_write_text, folder_lock
 from latentdiag.errors import ReportError
 from latentdiag.report.draw import draw_file, start_background_projections
 from latentdiag.report.html import Outcome, PageInfo, render_page
@@ -599,38 +598,18 @@ def _metrics_document(
     return doc
 
 
-def _temp_name(path: Path) -> Path:
-    # Not tempfile.mkstemp: its files are private (0600); a report should get the usual
-    # permissions of new files (the umask's).
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
 def _replace_text(path: Path, text: str) -> None:
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _replace_tree(target: Path, files: dict[Path, bytes]) -> None:
     """Write ``files`` (all under ``target``) into a fresh folder, then swap it in."""
-    tmp = _temp_name(target)
-    tmp.mkdir()
-    try:
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
         for path, data in files.items():
             dest = tmp / path.relative_to(target)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _write(
@@ -643,19 +622,33 @@ def _write(
 ) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        # The old page goes first and the new one comes last: in between, the folder holds no
-        # report.html, so a crash cannot leave a page that disagrees with its figures.
-        (out / "report.html").unlink(missing_ok=True)
-        _replace_tree(out / "figures", figures)
-        if projector:
-            _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
-        if explore:
-            _replace_tree(out / "explore", explore)
-        text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
-        _replace_text(out / "metrics.json", text + "\n")
-        _replace_text(out / "report.html", page)
+        with folder_lock(out):
+            _write_locked(out, figures, projector, metrics_doc, page, explore)
     except OSError as exc:
         raise ReportError(
             f"cannot write the report into {out}: {exc.strerror or exc}; choose a folder you "
             "can write to."
         ) from None
+
+
+def _write_locked(
+    out: Path,
+    figures: dict[Path, bytes],
+    projector: dict[Path, str],
+    metrics_doc: dict[str, Any],
+    page: str,
+    explore: dict[Path, bytes] | None,
+) -> None:
+    """The report's files, under the folder's lock: two reports into one folder write one
+    after the other, and the folder ends as the later one's whole report."""
+    # The old page goes first and the new one comes last: in between, the folder holds no
+    # report.html, so a crash cannot leave a page that disagrees with its figures.
+    (out / "report.html").unlink(missing_ok=True)
+    _replace_tree(out / "figures", figures)
+    if projector:
+        _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
+    if explore:
+        _replace_tree(out / "explore", explore)
+    text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
+    _replace_text(out / "metrics.json", text + "\n")
+    _replace_text(out / "report.html", page)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.atomic import atomic_write_text
 from latentdiag.errors import DataError, ReportError
 
 __all__ = ["DEFAULT_MAX_POINTS", "DEFAULT_THUMBNAILS", "ExploreResult", "build_explorer"]
@@ -272,13 +273,7 @@ def build_explorer(
         }
     say("writing the page")
     page = _page(payload)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(target, page)
     return ExploreResult(
         path=target,
         n_rows=int(n),

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from latentdiag.atomic import atomic_write_with
 from latentdiag.errors import ReportError
 
 __all__ = ["ATLAS_NEIGHBOURS", "PROJECTOR_ROWS", "write_atlas", "write_projector"]
@@ -41,13 +42,7 @@ def _rows(store: Any, max_points: int, seed: int) -> np.ndarray:
 
 
 def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_with(path, write)
 
 
 def _png(tile: np.ndarray) -> bytes:

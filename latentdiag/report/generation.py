@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from latentdiag.atomic import atomic_write_bytes
 from latentdiag.errors import ReportError
 from latentdiag.report.figures import _figure, plain, to_png
 from latentdiag.report.palette import SEQUENTIAL_CMAP
@@ -115,12 +116,7 @@ def confusion_figure(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, data)
 
 
 def write_gencheck_folder(

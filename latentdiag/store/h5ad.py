@@ -567,14 +567,11 @@ def write_h5ad(
     if label is not None and label in source.columns:
         meta["label_key"] = label
     adata = ad.AnnData(obs=obs, obsm=obsm, uns={UNS_KEY: meta})
-    tmp = out.with_name(f".{out.stem}.partial-{os.getpid()}.h5ad")
+    from latentdiag.atomic import atomic_path
+
     try:
-        with _quiet():
+        with atomic_path(out, keep_suffix=True) as tmp, _quiet():
             adata.write_h5ad(tmp)
-        os.replace(tmp, out)
     except OSError as exc:
         raise StoreError(f"cannot write {out}: {exc.strerror or exc}.") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return out
