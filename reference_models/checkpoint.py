@@ -70,9 +70,28 @@ class TrainState:
         return dict(self.__dict__)
 
 
+_RESUME_HINT = (
+    "make room (or train into another --out) and run the same command with --resume: it "
+    "continues from the last checkpoint written. Nothing of this file was written."
+)
+
+
 def _atomic(path: Path, write: Any) -> None:
     """Write through ``write(tmp_path)`` (a str: safetensors wants one) then move into place."""
     atomic_write_with(path, lambda tmp: write(str(tmp)))
+
+
+def _save_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], then: str
+) -> None:
+    """Write a safetensors file atomically, after checking that it fits: a full disk is one
+    clear error before anything is written (``then`` says what the user does next)."""
+    from latentdiag.store._common import check_room
+
+    need = sum(t.numel() * t.element_size() for t in tensors.values())
+    need += sum(len(k) + len(v) for k, v in meta.items()) + 64 * len(tensors)
+    check_room(path, need, what=f"the {path.name}", then=then)
+    _atomic(path, lambda tmp: save_file(dict(tensors), tmp, metadata=dict(meta)))
 
 
 def _contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -95,7 +114,7 @@ def save_weights(
     """Write ``model.safetensors`` (with config and spec as metadata) and ``config.json``."""
     run = Path(run_dir)
     tensors = _contiguous(model.state_dict())
-    _atomic(run / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=_meta(config, spec)))
+    _save_tensors(run / MODEL_FILE, tensors, _meta(config, spec), then=_RESUME_HINT)
     atomic_write_text(run / CONFIG_FILE, config.to_json() + "\n")
 
 
@@ -210,7 +229,7 @@ def save_checkpoint(
         }
     )
     flat = _contiguous(tensors)
-    _atomic(Path(run_dir) / CHECKPOINT_FILE, lambda tmp: save_file(flat, tmp, metadata=meta))
+    _save_tensors(Path(run_dir) / CHECKPOINT_FILE, flat, meta, then=_RESUME_HINT)
 
 
 @dataclass
@@ -279,7 +298,7 @@ def save_preview(
     """Keep a few held-out images (for export parity checks and reconstruction grids)."""
     tensors = _contiguous({"images": images, "labels": labels})
     meta = {"format": "latentdiag-reference-preview"}
-    _atomic(Path(run_dir) / PREVIEW_FILE, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    _save_tensors(Path(run_dir) / PREVIEW_FILE, tensors, meta, then=_RESUME_HINT)
 
 
 def load_preview(run_dir: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:

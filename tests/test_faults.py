@@ -4,7 +4,9 @@ resumes to the file an uninterrupted run writes."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -313,3 +315,97 @@ def test_a_full_disk_anywhere_is_one_error_line(tmp_path: Path, monkeypatch) -> 
          "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(tmp_path / "run")],
     )  # fmt: skip
     assert res.exit_code == 1 and "Error: no room left" in res.output, res.output
+
+
+def test_a_full_disk_before_a_checkpoint_is_one_error_line_and_the_run_resumes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """train checks the room a checkpoint needs before writing it; the run stops at the last
+    checkpoint written, and --resume ends where an uninterrupted run does."""
+    from safetensors.numpy import load_file
+
+    import latentdiag.store._common as common
+
+    argv = ["train", "--model", "baseline", "--n-images", "48", "--size", "16", "--batch-size",
+            "16", "--epochs", "2", "--device", "cpu", "--quiet", "--set",
+            "train.checkpoint_every=1"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(cli, [*argv, "--out", str(tmp_path / "straight")]).exit_code == 0
+    calls = {"n": 0}
+
+    def filling(folder):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return 10**9 if calls["n"] <= 2 else 1000  # two checkpoints fit, then the disk is full
+
+    monkeypatch.setattr(common, "free_bytes", filling)
+    run = tmp_path / "run"
+    res = runner.invoke(cli, [*argv, "--out", str(run)])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert re.match(r"Error: not enough room for (checkpoint|model)\.safetensors in ", res.output)
+    assert "run the same command with --resume" in res.output
+    assert sorted(p.name for p in run.iterdir() if ".tmp-" in p.name) == []
+    monkeypatch.setattr(common, "free_bytes", lambda folder: 10**9)  # room made
+    res = runner.invoke(cli, ["train", "--out", str(run), "--resume", "--quiet"])
+    assert res.exit_code == 0, res.output
+    a, b = (
+        load_file(str(tmp_path / "straight" / "model.safetensors")),
+        load_file(str(run / "model.safetensors")),
+    )
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# -- two reports into one folder --------------------------------------------------------------
+
+
+def test_two_reports_into_one_folder_write_one_after_the_other(tmp_path: Path, monkeypatch):
+    """Each report writes its files under a lock on the folder: the folder ends as one
+    report's whole output (page, figures and metrics.json of the same run), never a mix."""
+    import threading
+    import time
+
+    import latentdiag.report.build as build
+
+    tree, text = build._replace_tree, build._replace_text
+
+    def slow_tree(target, files):  # type: ignore[no-untyped-def]
+        if any("second" in p.name for p in files):
+            time.sleep(0.2)  # the second writer's figures land after the first's
+        tree(target, files)
+
+    def slow_text(path, content):  # type: ignore[no-untyped-def]
+        if "first" in content:
+            time.sleep(0.5)  # and the first writer's page after the second's: a mix, unlocked
+        text(path, content)
+
+    monkeypatch.setattr(build, "_replace_tree", slow_tree)
+    monkeypatch.setattr(build, "_replace_text", slow_text)
+    out = tmp_path / "rep"
+
+    def write(tag: str) -> None:
+        figures = {out / "figures" / f"{tag}-{i}.png": tag.encode() * 10 for i in range(3)}
+        build._write(out, figures, {}, {"run": tag}, f"<html>{tag}</html>")
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    tag = json.loads((out / "metrics.json").read_text())["run"]
+    assert (out / "report.html").read_text() == f"<html>{tag}</html>"
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        f"{tag}-{i}.png" for i in range(3)
+    ]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_report_that_cannot_fit_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    import latentdiag.store._common as common
+    from latentdiag.store import write_latents
+
+    lat = write_latents(tmp_path / "z.h5", np.random.default_rng(0).normal(size=(60, 3)),
+                        labels=np.arange(60) % 2)  # fmt: skip
+    monkeypatch.setattr(common, "free_bytes", lambda folder: 4096)
+    res = CliRunner().invoke(cli, ["report", str(lat), "-o", str(tmp_path / "rep"),
+                                   "--projection", "pca"])  # fmt: skip
+    assert res.exit_code == 1 and res.output.startswith("Error: not enough room for report.html")
+    assert "the report needs about" in res.output and not (tmp_path / "rep").exists()

@@ -620,7 +620,12 @@ def _write(
     page: str,
     explore: dict[Path, bytes] | None = None,
 ) -> None:
+    from latentdiag.store._common import check_room
+
+    need = sum(len(b) for b in figures.values()) + sum(len(t) for t in projector.values())
+    need += sum(len(b) for b in (explore or {}).values()) + 2 * len(page)
     try:
+        check_room(out / "report.html", need, what="the report")
         out.mkdir(parents=True, exist_ok=True)
         with folder_lock(out):
             _write_locked(out, figures, projector, metrics_doc, page, explore)

@@ -138,7 +138,7 @@ def free_bytes(folder: str | os.PathLike[str]) -> int | None:
     return int(st.f_bavail * st.f_frsize)
 
 
-def check_room(path: str | os.PathLike[str], need: int, *, what: str = "") -> None:
+def check_room(path: str | os.PathLike[str], need: int, *, what: str = "", then: str = "") -> None:
     """Refuse to start a write of about ``need`` bytes to ``path`` where they cannot fit.
 
     HDF5 is not journaled: a write that runs out of room half-way can leave a file its library
@@ -149,12 +149,18 @@ def check_room(path: str | os.PathLike[str], need: int, *, what: str = "") -> No
         StoreError: Less free space than ``need`` plus :data:`ROOM_SLACK` in the folder.
     """
     target = Path(path)
-    folder = target.parent if target.parent.exists() else Path(".")
+    folder = target.parent.absolute()
+    while not folder.exists() and folder != folder.parent:  # the disk it will be made on
+        folder = folder.parent
     free = free_bytes(folder)
     total = int(need) + ROOM_SLACK
     if free is not None and free < total:
         raise StoreError(
             f"not enough room for {target.name} in {target.parent}: {mib(free)} free, "
-            f"{what or 'it'} needs about {mib(total)}; make room (or write to another disk) "
-            "and run the command again. Nothing was written."
+            f"{what or 'it'} needs about {mib(total)}; "
+            + (
+                then
+                or "make room (or write to another disk) and run the command again. Nothing "
+                "was written."
+            )
         )
