@@ -138,12 +138,15 @@ def _corrupt(data: bytes, rng: np.random.Generator, kind: str) -> bytes:
     return bytes(b)
 
 
-def _fuzz(source: Path, argv: list[str], cases: int, seed: int) -> dict[str, int]:
-    """Damage ``source`` ``cases`` times and run ``argv`` (``{bad}`` is the damaged copy):
-    each run must end with an Error line (exit 1) or succeed (exit 0), never a traceback."""
+def _fuzz(
+    source: Path, argv: list[str], cases: int, seed: int, bad: Path | None = None
+) -> dict[str, int]:
+    """Damage ``source`` ``cases`` times and run ``argv`` (``{bad}`` is the damaged copy, by
+    default ``bad.SUFFIX`` beside it): each run must end with an Error line (exit 1) or
+    succeed (exit 0), never a traceback."""
     rng = np.random.default_rng(seed)
     data = source.read_bytes()
-    bad = source.with_name("bad" + source.suffix)
+    bad = bad or source.with_name("bad" + source.suffix)
     runner = CliRunner()
     outcomes: dict[str, int] = {}
     for case in range(cases):
@@ -193,38 +196,71 @@ def damaged_inputs(tmp_path_factory) -> dict[str, Path]:
                           dynamic_axes={"x": {0: "b"}, "mu": {0: "b"}, "logvar": {0: "b"}},
                           opset_version=17)  # fmt: skip
     npz = write_dataset(root / "images.npz", make_images(64), np.arange(64) % 3, ["a", "b", "c"])
-    return {"latents": Path(lat), "h5ad": h5ad, "onnx": onnx, "npz": npz}
+    run = root / "run"
+    res = CliRunner().invoke(
+        cli,
+        ["train", "--model", "baseline", "--n-images", "48", "--size", "16", "--batch-size",
+         "16", "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(run)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    script = root / "enc.pt"
+    torch.jit.script(Encoder().eval()).save(str(script))
+    return {"latents": Path(lat), "h5ad": h5ad, "onnx": onnx, "npz": npz, "run": run,
+            "torchscript": script}  # fmt: skip
 
 
-def _cases(kind: str, paths: dict[str, Path], out: Path) -> tuple[Path, list[str]]:
+def _run_copy(paths: dict[str, Path], out: Path) -> Path:
+    """A copy of the trained run (the fuzz damages one of its files)."""
+    copy = out.parent / "badrun"
+    if not copy.exists():
+        shutil.copytree(paths["run"], copy)
+    return copy
+
+
+def _cases(kind: str, paths: dict[str, Path], out: Path) -> tuple[Path, list[str], Path | None]:
+    """What is damaged, the command that reads it, and where the damaged copy goes."""
+    images = str(paths["npz"])
     if kind == "latents":
-        return paths["latents"], ["metrics", "{bad}", "--json"]
+        return paths["latents"], ["metrics", "{bad}", "--json"], None
     if kind == "h5ad":
-        return paths["h5ad"], ["inspect", "{bad}", "--json"]
-    if kind == "onnx":
-        argv = ["embed", "{bad}", str(paths["npz"]), "-o", str(out), "--overwrite"]
-        return paths["onnx"], [*argv, "--device", "cpu"]
-    argv = ["embed", str(paths["onnx"]), "{bad}", "-o", str(out), "--overwrite"]
-    return paths["npz"], [*argv, "--device", "cpu"]
+        return paths["h5ad"], ["inspect", "{bad}", "--json"], None
+    if kind in ("onnx", "torchscript"):
+        argv = ["embed", "{bad}", images, "-o", str(out), "--overwrite", "--device", "cpu"]
+        return paths[kind], argv, None
+    if kind == "npz":
+        argv = ["embed", str(paths["onnx"]), "{bad}", "-o", str(out), "--overwrite"]
+        return paths["npz"], [*argv, "--device", "cpu"], None
+    run = _run_copy(paths, out)
+    if kind == "checkpoint":  # train --resume reads the whole checkpoint
+        name, argv = "checkpoint.safetensors", ["train", "--out", str(run), "--resume", "--quiet"]
+    else:  # "weights", "config": embed with the run reads its weights and its config
+        name = "model.safetensors" if kind == "weights" else "config.json"
+        argv = ["embed", str(run), images, "-o", str(out), "--overwrite", "--device", "cpu"]
+    return paths["run"] / name, argv, run / name
 
 
-@pytest.mark.parametrize("kind", ["latents", "h5ad", "onnx", "npz"])
+FUZZ_KINDS = ["latents", "h5ad", "onnx", "npz", "torchscript", "checkpoint", "weights", "config"]
+
+
+@pytest.mark.parametrize("kind", FUZZ_KINDS)
 def test_damaged_inputs_are_refused_or_read_never_a_traceback(
     kind: str, damaged_inputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
-    outcomes = _fuzz(source, argv, cases=60 if kind in ("latents", "h5ad") else 30, seed=1)
+    source, argv, bad = _cases(kind, damaged_inputs, tmp_path / "out.h5")
+    cases = 60 if kind in ("latents", "h5ad") else 30
+    outcomes = _fuzz(source, argv, cases=cases, seed=1, bad=bad)
     assert outcomes.get("refused", 0) > 0  # the damage was noticed
     print(kind, outcomes)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["latents", "h5ad", "onnx", "npz"])
+@pytest.mark.parametrize("kind", FUZZ_KINDS)
 def test_damaged_inputs_longer_fuzz(
     kind: str, damaged_inputs: dict[str, Path], tmp_path: Path
 ) -> None:
-    source, argv = _cases(kind, damaged_inputs, tmp_path / "out.h5")
-    outcomes = _fuzz(source, argv, cases=600 if kind in ("latents", "h5ad") else 60, seed=2)
+    source, argv, bad = _cases(kind, damaged_inputs, tmp_path / "out.h5")
+    cases = 600 if kind in ("latents", "h5ad") else 60
+    outcomes = _fuzz(source, argv, cases=cases, seed=2, bad=bad)
     print(kind, outcomes)
 
 

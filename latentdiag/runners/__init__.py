@@ -75,8 +75,14 @@ def detect_kind(model: str | os.PathLike[str]) -> str:
             f"--weights {p}."
         )
     if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            names = z.namelist()
+        try:
+            with zipfile.ZipFile(p) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ModelError(
+                f"{p} is a damaged archive ({exc}); it cannot be read as a TorchScript or "
+                "torch.export model. Save the model again."
+            ) from None
         if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
             return "torch.export"
         if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):

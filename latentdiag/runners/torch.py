@@ -253,7 +253,9 @@ def load_torchscript(
     dev = resolve_torch_device(device)
     try:
         module = torch.jit.load(str(p), map_location=dev)
-    except (RuntimeError, ValueError) as exc:
+    except Exception as exc:
+        # A damaged archive raises anything from C++ (RuntimeError, IndexError "not in the
+        # map", BadZipFile, ...): each means the file cannot be read.
         raise ModelError(
             f"{p} is not a TorchScript archive ({' '.join(str(exc).split())[:120]}); save the "
             "model with torch.jit.save(torch.jit.script(model), ...), or give its code as "
