@@ -1055,7 +1055,7 @@ for _spec in (
                shown=_SHOWN_ACTIVE_UNITS, headline=_HEAD_ACTIVE_UNITS, rank=0),
     MetricSpec("disentanglement", "mig", _mig, 0.5, _FACTORS,
                shown=_SHOWN_MIG, headline=_HEAD_MIG),
-    MetricSpec("disentanglement", "dci", _dci, 2.0, _FACTORS,
+    MetricSpec("disentanglement", "dci", _dci, 2.0, _FACTORS, own_lane=True,
                shown=_SHOWN_DCI, headline=_HEAD_DCI),
     MetricSpec("disentanglement", "sap", _sap, 1.0, _FACTORS, ("sap_discrete",),
                side_lane=True, shown=_SHOWN_SAP, headline=_HEAD_SAP),

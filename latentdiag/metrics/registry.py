@@ -153,6 +153,9 @@ class MetricSpec:
         extras: Keys the step writes beside ``key`` (``silhouette_per_label``...).
         side_lane: It runs scikit-learn estimators (Python-level loops around compiled
             fits): the suite runs it on a second thread beside the numba kernels.
+        own_lane: It is long and spreads itself over threads (DCI's boosting, one factor per
+            thread): the suite starts it at once on a third thread, so that its threads fill
+            the cores the other lanes leave idle instead of waiting for its turn.
         shown: How the report presents its numbers: dotted path of the metrics dict (under
             the section; ``*`` for a label or partition name) -> :class:`MetricInfo`.
             ``headline`` paths are the report's tables; the others explain secondary keys.
@@ -171,6 +174,7 @@ class MetricSpec:
     needs: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     side_lane: bool = False
+    own_lane: bool = False
     shown: Mapping[str, MetricInfo] = field(default_factory=dict)
     headline: tuple[str, ...] = ()
     rank: float | None = None

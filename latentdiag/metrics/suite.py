@@ -143,16 +143,19 @@ class _Task:
     full: str
     cost: float
     fn: Callable[[Callable[[float], None]], Any]
-    side_lane: bool = False
+    lane: str = "main"  # "main", "side" (scikit-learn steps) or "own" (self-parallel, long)
     value: Any = None
     error: MetricInputError | None = None
 
 
 def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
-    """Run every task, the side-lane ones on a worker thread when ``parallel``.
+    """Run every task; when ``parallel``, the side-lane ones (scikit-learn steps) on one
+    worker thread and the own-lane ones (DCI, which spreads over threads itself) on another,
+    both started at once beside the main lane (the numba kernels). Values do not depend on
+    the lanes: each task computes alone from its inputs.
 
-    Progress is reported from this thread only: the worker's completions are counted under a
-    lock and reported as the main lane moves on, or while it waits for the worker.
+    Progress is reported from this thread only: the workers' completions are counted under a
+    lock and reported as the main lane moves on, or while it waits for the workers.
     """
     import threading
 
@@ -188,13 +191,15 @@ def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
         if main:
             report(task.full)
 
-    side = [t for t in tasks if parallel and t.side_lane]
-    main_lane = [t for t in tasks if not (parallel and t.side_lane)]
+    lanes: dict[str, list[_Task]] = {"main": [], "side": [], "own": []}
+    for t in tasks:
+        lanes[t.lane if parallel else "main"].append(t)
+    workers = [lanes[name] for name in ("own", "side") if lanes[name]]
     failure: list[BaseException] = []
 
-    def worker() -> None:
+    def worker(lane: list[_Task]) -> None:
         try:
-            for task in side:
+            for task in lane:
                 run_one(task, main=False)
         except BaseException as exc:  # re-raised on the main thread
             failure.append(exc)
@@ -203,17 +208,21 @@ def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
     # OpenBLAS's spinning threads can make a 10 ms product take seconds. The numba kernels
     # keep all their threads.
     with threadpool_limits(limits=1, user_api="blas"):
-        thread = threading.Thread(target=worker, name="latentdiag-metrics", daemon=True)
-        if side:
+        threads = [
+            threading.Thread(target=worker, args=(lane,), name="latentdiag-metrics", daemon=True)
+            for lane in workers
+        ]
+        for thread in threads:
             thread.start()
-        for task in main_lane:
+        for task in lanes["main"]:
             run_one(task, main=True)
-        while side and thread.is_alive():
-            thread.join(timeout=0.2)
-            with lock:
-                current = next(iter(running), None)
-            if current is not None:
-                report(current)
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.2)
+                with lock:
+                    current = next(iter(running), None)
+                if current is not None:
+                    report(current)
     if failure:
         raise failure[0]
 
@@ -320,7 +329,8 @@ def _plan_space(
                 entries.append(("skip", {"metric": full, "reason": reason}))
                 run.done += cost
                 continue
-            entries.append(("task", section, _Task(key, full, cost, fn, spec.side_lane)))
+            lane = "own" if spec.own_lane else "side" if spec.side_lane else "main"
+            entries.append(("task", section, _Task(key, full, cost, fn, lane)))
             if stand_in:
                 note = (
                     "with the label as the batch (no --batch-key): near 1 when this subspace "

@@ -306,6 +306,9 @@ def _umap(x: np.ndarray, random_state: int) -> Projection:
             n_neighbors=n_neighbors,
             random_state=random_state,
             precomputed_knn=(idx, dists, None),
+            # umap-learn's own choice above 10,000 rows; below, its 500 epochs took 2.5× as
+            # long for a trustworthiness 0.004 higher (0.941 against 0.937 on 2,000 × 16).
+            n_epochs=200,
         )
         coords = model.fit_transform(x)
     return Projection(

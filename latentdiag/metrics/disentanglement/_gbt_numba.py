@@ -23,11 +23,14 @@ scikit-learn breaks by a random feature order):
   importances are the mean over trees with a split, normalised to sum 1.
 
 Trees are built level by level: at each depth, one pass over every feature's presorted rows
-finds the best split of every node of that depth at once, so a tree costs ``3 · d · n`` steps.
+finds the best split of every node of that depth at once, so a tree costs ``3 · d · n`` steps;
+each row's node slot is looked up once per depth, and a candidate clearly below the best is
+dropped before the tie rule (1.2× over the plain scan, the same splits).
 The roots of a stage's trees all hold every row, so one pass finds all their splits together;
 a candidate's score multiplies by a table of 1/c instead of dividing. (Measured and not kept:
-growing a stage's trees together below the root, and keeping each node's rows contiguous with
-a partition per split; neither was faster on 2 cores.)
+growing a stage's trees together below the root, keeping each node's rows contiguous with a
+partition per split, and scanning four features at once to overlap their dependency chains;
+none was faster on 2 cores.)
 Imported lazily by :mod:`latentdiag.metrics.disentanglement.dci`.
 """
 
@@ -76,18 +79,25 @@ def _grow_tree(  # type: ignore[no-untyped-def]
     inv,
     root_f,
     root_t,
+    slot,
+    cnt,
+    tot_n,
+    lastv,
 ):
     """Grow one depth-3 regression tree on residuals ``r`` (heap layout: children 2i+1, 2i+2).
 
     Fills ``feature``, ``threshold``, ``is_split`` and the per-node row counts, sums and sums
     of squares; leaves ``node_of[i]`` at each row's leaf. Nodes that do not exist keep n = 0.
-    ``xs[f]`` holds feature f's values in ``order[f]``; ``work`` (6, 8) and ``rank`` (8, d) are
-    scratch space, ``inv[c]`` is 1/c. The root's split (``root_f`` < 0: none) comes from
-    :func:`_root_splits`, which finds it for every tree of a stage in one pass.
+    ``xs[f]`` holds feature f's values in ``order[f]``; ``work`` (6, 8), ``rank`` (8, d),
+    ``slot`` (n,), ``cnt``, ``tot_n`` and ``lastv`` (8,) are scratch space, ``inv[c]`` is 1/c.
+    The root's split (``root_f`` < 0: none) comes from :func:`_root_splits`, which finds it
+    for every tree of a stage in one pass.
 
     Splits of equal merit on different features (in small nodes several features often cut
     the rows the same way) go to the feature first in a random order per node, as
     scikit-learn's random feature order decides them; ``np.random`` is seeded by the caller.
+    A candidate below the best so far by more than the tie tolerance (``lo``) is passed over
+    without the tie rule: the same decisions, fewer steps.
     """
     n, d = X.shape
     for j in range(_N_NODES):
@@ -97,7 +107,7 @@ def _grow_tree(  # type: ignore[no-untyped-def]
         node_sq[j] = 0.0
     for i in range(n):
         node_of[i] = 0
-    best, best_f, best_t, cum_n, cum_s, last = work[0], work[1], work[2], work[3], work[4], work[5]
+    best, best_f, best_t, lo, cum_s, tot_s = work[0], work[1], work[2], work[3], work[4], work[5]
     first = 0
     for depth in range(_MAX_DEPTH + 1):
         width = 1 << depth
@@ -109,21 +119,22 @@ def _grow_tree(  # type: ignore[no-untyped-def]
             node_sq[j] += ri * ri
         if depth == _MAX_DEPTH:
             break
-        # Which nodes of this depth may split: at least 2 rows, variance above epsilon.
+        # Which nodes of this depth may split (tot_n >= 0): at least 2 rows, variance above
+        # epsilon.
         any_open = False
         for w in range(width):
             j = first + w
             c = node_n[j]
             best[w] = -np.inf
+            lo[w] = -np.inf
             best_f[w] = -1.0
-            open_w = False
+            tot_n[w] = -1
             if c >= 2.0:
                 mean = node_sum[j] / c
                 if node_sq[j] / c - mean * mean > _EPSILON:
-                    open_w = True
+                    tot_n[w] = int(c)
+                    tot_s[w] = node_sum[j]
                     any_open = True
-            # An open node's slot in cum_n holds 0 before each feature; a closed one -1.
-            cum_n[w] = 0.0 if open_w else -1.0
         if not any_open:
             break
         if depth == 0:
@@ -134,34 +145,38 @@ def _grow_tree(  # type: ignore[no-untyped-def]
             d_scan = d
             for w in range(width):
                 rank[w, :d] = np.random.permutation(d)
+            # Each row's slot among this depth's open nodes (-1: in a leaf or a closed node).
+            for i in range(n):
+                w = node_of[i] - first
+                if w >= 0 and w < width and tot_n[w] >= 0:
+                    slot[i] = w
+                else:
+                    slot[i] = -1
         for f in range(d_scan):
             for w in range(width):
-                if cum_n[w] >= 0.0:
-                    cum_n[w] = 0.0
+                cnt[w] = 0
                 cum_s[w] = 0.0
             of = order[f]
             xf = xs[f]
             for q in range(n):
                 i = of[q]
-                w = node_of[i] - first
-                if w < 0 or w >= width or cum_n[w] < 0.0:
+                w = slot[i]
+                if w < 0:
                     continue
                 v = xf[q]
-                cn = cum_n[w]
-                if cn > 0.0 and v > np.float32(last[w]) + _FEATURE_THRESHOLD:
-                    j = first + w
+                c = cnt[w]
+                if c > 0 and v > lastv[w] + _FEATURE_THRESHOLD:
                     sl = cum_s[w]
-                    sr = node_sum[j] - sl
-                    c = int(cn)
-                    proxy = sl * sl * inv[c] + sr * sr * inv[int(node_n[j]) - c]
-                    bf = int(best_f[w])
-                    if _takes(proxy, best[w], f, bf, rank[w]):
+                    sr = tot_s[w] - sl
+                    proxy = sl * sl * inv[c] + sr * sr * inv[tot_n[w] - c]
+                    if proxy >= lo[w] and _takes(proxy, best[w], f, int(best_f[w]), rank[w]):
                         best[w] = proxy
+                        lo[w] = proxy - 1e-12 * abs(proxy)
                         best_f[w] = f
-                        best_t[w] = np.float64(np.float32(last[w])) / 2.0 + np.float64(v) / 2.0
-                cum_n[w] = cn + 1.0
+                        best_t[w] = np.float64(lastv[w]) / 2.0 + np.float64(v) / 2.0
+                cnt[w] = c + 1
                 cum_s[w] += r[i]
-                last[w] = v
+                lastv[w] = v
         for w in range(width):
             if best_f[w] >= 0.0:
                 j = first + w
@@ -236,10 +251,7 @@ def _root_splits(order, xs, r, rank, inv, best_f, best_t):  # type: ignore[no-un
 def _leaf_of(x, feature, threshold, is_split):  # type: ignore[no-untyped-def]
     j = 0
     while is_split[j]:
-        if np.float64(x[feature[j]]) <= threshold[j]:
-            j = 2 * j + 1
-        else:
-            j = 2 * j + 2
+        j = 2 * j + 1 + np.int64(np.float64(x[feature[j]]) > threshold[j])
     return j
 
 
@@ -302,6 +314,10 @@ def fit_gbt(X, y, X_test, n_classes, n_estimators, learning_rate, seed):  # type
     r = np.empty(n)
     inv = 1.0 / np.maximum(np.arange(n + 1), 1.0)  # 1/c: a split's score multiplies
     root_rank = np.zeros((T, d), dtype=np.int64)
+    slot = np.empty(n, dtype=np.int64)
+    cnt = np.zeros(1 << _MAX_DEPTH, dtype=np.int64)
+    tot_n = np.zeros(1 << _MAX_DEPTH, dtype=np.int64)
+    lastv = np.zeros(1 << _MAX_DEPTH, dtype=np.float32)
     root_f = np.empty(T, dtype=np.int64)
     root_t = np.empty(T)
     for _stage in range(n_estimators):
@@ -347,6 +363,10 @@ def fit_gbt(X, y, X_test, n_classes, n_estimators, learning_rate, seed):  # type
                 inv,
                 root_f[k],
                 root_t[k],
+                slot,
+                cnt,
+                tot_n,
+                lastv,
             )
             if is_split[0]:
                 relevant += 1
