@@ -69,11 +69,15 @@ def batch_estimates(Z, mu, logvar, log_w, log_nm):  # type: ignore[no-untyped-de
 
     ``Z`` holds z_i ~ q(z | x_i) for the batch rows ``mu``/``logvar``; ``log_w`` is the log of
     the stratification weights, ``log_nm`` is log(N · B) of weighted sampling. Row i gives
-    log q(z_i) − Σ_f log q(z_if) for both estimators, each log-sum-exp with its own maximum.
+    log q(z_i) − Σ_f log q(z_if) for both estimators. Both log-sum-exps share one exp per
+    term: with e_j = exp(t_j − max_j t_j), mws uses log Σ e_j and mss log Σ w_ij e_j (the
+    weights are at least 1/N, so the weighted sum cannot underflow where the plain one does
+    not).
     """
     B, d = Z.shape
     inv_var = np.exp(-logvar)
     const = -0.5 * (_LOG_2PI + logvar)
+    w = np.exp(log_w)
     out = np.empty((B, 2))
     for i in prange(B):
         lq = np.empty((B, d))
@@ -86,39 +90,33 @@ def batch_estimates(Z, mu, logvar, log_w, log_nm):  # type: ignore[no-untyped-de
                 lq[j, f] = v
                 s += v
             joint[j] = s
-        # Weighted sampling (mws): plain log-sum-exp over the batch, minus log(N B).
-        # Stratified sampling (mss): log-sum-exp of log w_ij + term.
-        top_w = -np.inf
-        top_s = -np.inf
+        top = -np.inf
         for j in range(B):
-            if joint[j] > top_w:
-                top_w = joint[j]
-            if joint[j] + log_w[i, j] > top_s:
-                top_s = joint[j] + log_w[i, j]
+            if joint[j] > top:
+                top = joint[j]
         acc_w = 0.0
         acc_s = 0.0
         for j in range(B):
-            acc_w += math.exp(joint[j] - top_w)
-            acc_s += math.exp(joint[j] + log_w[i, j] - top_s)
-        mws = top_w + math.log(acc_w) - log_nm
-        mss = top_s + math.log(acc_s)
+            e = math.exp(joint[j] - top)
+            acc_w += e
+            acc_s += w[i, j] * e
+        # Weighted sampling (mws): plain log-sum-exp over the batch, minus log(N B).
+        # Stratified sampling (mss): log Σ_j w_ij q(z_i | x_j).
+        mws = top + math.log(acc_w) - log_nm
+        mss = top + math.log(acc_s)
         for f in range(d):
-            top_w = -np.inf
-            top_s = -np.inf
+            top = -np.inf
             for j in range(B):
-                v = lq[j, f]
-                if v > top_w:
-                    top_w = v
-                if v + log_w[i, j] > top_s:
-                    top_s = v + log_w[i, j]
+                if lq[j, f] > top:
+                    top = lq[j, f]
             acc_w = 0.0
             acc_s = 0.0
             for j in range(B):
-                v = lq[j, f]
-                acc_w += math.exp(v - top_w)
-                acc_s += math.exp(v + log_w[i, j] - top_s)
-            mws -= top_w + math.log(acc_w) - log_nm
-            mss -= top_s + math.log(acc_s)
+                e = math.exp(lq[j, f] - top)
+                acc_w += e
+                acc_s += w[i, j] * e
+            mws -= top + math.log(acc_w) - log_nm
+            mss -= top + math.log(acc_s)
         out[i, 0] = mws
         out[i, 1] = mss
     return out
