@@ -620,6 +620,9 @@ def _write(
     page: str,
     explore: dict[Path, bytes] | None = None,
 ) -> None:
+    """Write the report's files into ``out``, after checking they fit, under an exclusive lock
+    on the folder: two reports into one folder write one after the other, and the folder ends
+    as the later one's whole report."""
     from latentdiag.store._common import check_room
 
     need = sum(len(b) for b in figures.values()) + sum(len(t) for t in projector.values())
@@ -628,32 +631,21 @@ def _write(
         check_room(out / "report.html", need, what="the report")
         out.mkdir(parents=True, exist_ok=True)
         with folder_lock(out):
-            _write_locked(out, figures, projector, metrics_doc, page, explore)
+            # The old page goes first and the new one comes last: in between, the folder
+            # holds no report.html, so a crash cannot leave a page that disagrees with its
+            # figures.
+            (out / "report.html").unlink(missing_ok=True)
+            _replace_tree(out / "figures", figures)
+            if projector:
+                tree = {p: t.encode("utf-8") for p, t in projector.items()}
+                _replace_tree(out / "projector", tree)
+            if explore:
+                _replace_tree(out / "explore", explore)
+            text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
+            _replace_text(out / "metrics.json", text + "\n")
+            _replace_text(out / "report.html", page)
     except OSError as exc:
         raise ReportError(
             f"cannot write the report into {out}: {exc.strerror or exc}; choose a folder you "
             "can write to."
         ) from None
-
-
-def _write_locked(
-    out: Path,
-    figures: dict[Path, bytes],
-    projector: dict[Path, str],
-    metrics_doc: dict[str, Any],
-    page: str,
-    explore: dict[Path, bytes] | None,
-) -> None:
-    """The report's files, under the folder's lock: two reports into one folder write one
-    after the other, and the folder ends as the later one's whole report."""
-    # The old page goes first and the new one comes last: in between, the folder holds no
-    # report.html, so a crash cannot leave a page that disagrees with its figures.
-    (out / "report.html").unlink(missing_ok=True)
-    _replace_tree(out / "figures", figures)
-    if projector:
-        _replace_tree(out / "projector", {p: t.encode("utf-8") for p, t in projector.items()})
-    if explore:
-        _replace_tree(out / "explore", explore)
-    text = json.dumps(to_jsonable(metrics_doc), indent=2, allow_nan=False)
-    _replace_text(out / "metrics.json", text + "\n")
-    _replace_text(out / "report.html", page)
