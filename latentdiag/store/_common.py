@@ -145,6 +145,14 @@ def check_room(path: str | os.PathLike[str], need: int, *, what: str = "", then:
     cannot close cleanly (and h5py then crashes on the way out). Checking first keeps a full
     disk a one-line error.
 
+    Args:
+        path: The file about to be written (its folder may not exist yet: the nearest one
+            that does says which disk).
+        need: Bytes the write needs.
+        what: What needs them, for the message (``"the merge"``).
+        then: What the user does next, replacing "make room … Nothing was written." (train
+            says to resume).
+
     Raises:
         StoreError: Less free space than ``need`` plus :data:`ROOM_SLACK` in the folder.
     """
