@@ -16,6 +16,7 @@ safetensors and JSON only: nothing in a run directory can run code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -91,7 +92,34 @@ def _save_tensors(
     need = sum(t.numel() * t.element_size() for t in tensors.values())
     need += sum(len(k) + len(v) for k, v in meta.items()) + 64 * len(tensors)
     check_room(path, need, what=f"the {path.name}", then=then)
-    _atomic(path, lambda tmp: save_file(dict(tensors), tmp, metadata=dict(meta)))
+    meta = {**meta, _DIGEST_KEY: _digest(tensors)}
+    _atomic(path, lambda tmp: save_file(dict(tensors), tmp, metadata=meta))
+
+
+_DIGEST_KEY = "tensors_blake2b"
+
+
+def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """BLAKE2b of every tensor's name, dtype, shape and bytes: safetensors has no checksum of
+    its own, so a flipped bit in a weight would otherwise load as a slightly different model."""
+    h = hashlib.blake2b(digest_size=16)
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _verify(path: Path, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str]) -> None:
+    """Refuse tensors that do not match the checksum written with them (files written before
+    the checksum existed have none, and are read as they are)."""
+    expected = meta.get(_DIGEST_KEY)
+    if expected is not None and _digest(tensors) != expected:
+        raise ModelError(
+            f"{path} is damaged: its tensors do not match the checksum written with them "
+            "(a changed byte on disk or in a copy). Train again, or restore the file from a copy."
+        )
 
 
 def _contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -132,6 +160,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise ModelError(
             f"{path} is not a readable safetensors file ({exc}); train again."
         ) from None
+    _verify(path, tensors, meta)
     if meta.get("format") != _FORMAT:
         raise ModelError(
             f"{path} was not written by latentdiag's reference models (format "
@@ -314,9 +343,12 @@ def load_preview(run_dir: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.T
             "it is written when a run finishes — finish the run with `latentdiag train --resume`."
         )
     try:
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{path} is not readable ({exc}); train again.") from None
+    _verify(path, tensors, meta)
     images = tensors["images"]
     if images.dtype == torch.uint8:
         images = images.float() / 255.0

@@ -203,10 +203,12 @@ def damaged_inputs(tmp_path_factory) -> dict[str, Path]:
          "16", "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(run)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    names = ["chest_xray", "oct", "pathology", "dermatoscopy"]  # the synthetic data's, as trained
+    run_images = write_dataset(root / "run_images.npz", make_images(64), np.arange(64) % 4, names)
     script = root / "enc.pt"
     torch.jit.script(Encoder().eval()).save(str(script))
     return {"latents": Path(lat), "h5ad": h5ad, "onnx": onnx, "npz": npz, "run": run,
-            "torchscript": script}  # fmt: skip
+            "torchscript": script, "run_images": run_images}  # fmt: skip
 
 
 def _run_copy(paths: dict[str, Path], out: Path) -> Path:
@@ -233,13 +235,15 @@ def _cases(kind: str, paths: dict[str, Path], out: Path) -> tuple[Path, list[str
     run = _run_copy(paths, out)
     if kind == "checkpoint":  # train --resume reads the whole checkpoint
         name, argv = "checkpoint.safetensors", ["train", "--out", str(run), "--resume", "--quiet"]
-    else:  # "weights", "config": embed with the run reads its weights and its config
-        name = "model.safetensors" if kind == "weights" else "config.json"
+    else:  # "weights": embed with the run reads its weights (and the config they carry)
+        name = "model.safetensors"
+        images = str(paths["run_images"])
         argv = ["embed", str(run), images, "-o", str(out), "--overwrite", "--device", "cpu"]
     return paths["run"] / name, argv, run / name
 
 
-FUZZ_KINDS = ["latents", "h5ad", "onnx", "npz", "torchscript", "checkpoint", "weights", "config"]
+# (A run's config.json is written for people and never read: the weights carry the config.)
+FUZZ_KINDS = ["latents", "h5ad", "onnx", "npz", "torchscript", "checkpoint", "weights"]
 
 
 @pytest.mark.parametrize("kind", FUZZ_KINDS)
@@ -445,3 +449,31 @@ def test_a_report_that_cannot_fit_writes_nothing(tmp_path: Path, monkeypatch) ->
                                    "--projection", "pca"])  # fmt: skip
     assert res.exit_code == 1 and res.output.startswith("Error: not enough room for report.html")
     assert "the report needs about" in res.output and not (tmp_path / "rep").exists()
+
+
+def test_a_changed_byte_in_a_weight_is_refused_not_loaded(
+    damaged_inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """safetensors has no checksum: the reference models' files carry one, so a flipped bit
+    in a tensor is refused instead of loading as a slightly different model. Files written
+    before the checksum existed still load."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(damaged_inputs["run"], run)
+    weights = run / "model.safetensors"
+    clean = weights.read_bytes()
+    argv = ["embed", str(run), str(damaged_inputs["run_images"]), "-o", str(tmp_path / "z.h5"),
+            "--device", "cpu", "--overwrite"]  # fmt: skip
+    damaged = bytearray(clean)
+    damaged[-3] ^= 0x10  # the last bytes of a file are tensor data
+    weights.write_bytes(bytes(damaged))
+    res = CliRunner().invoke(cli, argv)
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "is damaged: its tensors do not match the checksum written with them" in res.output
+    weights.write_bytes(clean)
+    with safe_open(str(weights), "pt") as f:
+        meta = {k: v for k, v in (f.metadata() or {}).items() if k != "tensors_blake2b"}
+    save_file(load_file(str(weights)), str(weights), metadata=meta)  # as an older release wrote it
+    assert CliRunner().invoke(cli, argv).exit_code == 0
