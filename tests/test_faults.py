@@ -73,6 +73,31 @@ def test_a_failed_write_is_one_error_line(tmp_path, monkeypatch) -> None:
     assert "Error: the disk (or quota) holding" in res.output and "Traceback" not in res.output
 
 
+def test_a_failed_write_keeps_the_last_commit_and_the_run_resumes(tmp_path, monkeypatch) -> None:
+    """A write that fails in the middle of a block (here a quota, after two blocks were
+    committed) leaves the .partial at its last commit; the same job then resumes from it."""
+    import h5py
+
+    opts = {"batch_size": 16, "block_rows": 32}
+    embed(module_runner(), make_data(), tmp_path / "whole.h5", **opts)
+    real = h5py.Dataset.__setitem__
+
+    def failing(self, key, value):  # type: ignore[no-untyped-def]
+        if self.name == "/logvar" and self.shape[0] > 64:  # mu of block 3 written, then this
+            raise OSError(122, "Disk quota exceeded")
+        return real(self, key, value)
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
+    out = tmp_path / "z.h5"
+    with pytest.raises((StoreError, OSError)):
+        embed(module_runner(), make_data(), out, **opts)
+    assert not out.exists() and partial_path(out).exists()
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", real)  # the quota raised
+    result = embed(module_runner(), make_data(), out, **opts)
+    assert result.resumed_rows == 64 and result.n_rows == N
+    assert_same_file(tmp_path / "whole.h5", out)
+
+
 def _can_mount_tmpfs(target: Path) -> bool:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
