@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_embed import N, assert_same_file, make_data, make_images, module_runner
+from test_embed import N, assert_same_file, make_data, make_images, module_runner, stop_after
 
 import latentdiag.store.writer as writer_module
 from latentdiag.cli import cli
@@ -531,3 +531,26 @@ def test_a_changed_byte_in_a_weight_is_refused_not_loaded(
         meta = {k: v for k, v in (f.metadata() or {}).items() if k != "tensors_blake2b"}
     save_file(load_file(str(weights)), str(weights), metadata=meta)  # as an older release wrote it
     assert CliRunner().invoke(cli, argv).exit_code == 0
+
+
+def test_a_resume_rewrites_the_committed_rows_and_drops_a_damaged_chunk(tmp_path) -> None:
+    """A resume never appends to the killed file: it copies the committed rows into a fresh
+    one (a kill during HDF5's flush can leave metadata half on disk). A committed chunk that
+    fails its checksum ends the rows kept, and the run redoes them."""
+    import h5py
+
+    opts = {"batch_size": 16, "block_rows": 32}
+    embed(module_runner(), make_data(), tmp_path / "whole.h5", **opts)
+    out = tmp_path / "z.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed(module_runner(), make_data(), out, **opts, progress=stop_after(100))
+    with h5py.File(partial_path(out), "r") as f:
+        assert f.attrs["n_rows"] == 96
+        offset = f["mu"].id.get_chunk_info(0).byte_offset
+    damaged = bytearray(partial_path(out).read_bytes())
+    damaged[offset + 100] ^= 0xFF  # a byte of mu's first chunk: its Fletcher-32 now fails
+    partial_path(out).write_bytes(bytes(damaged))
+    result = embed(module_runner(), make_data(), out, **opts)
+    assert result.resumed_rows == 0 and result.n_rows == N
+    assert_same_file(tmp_path / "whole.h5", out)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

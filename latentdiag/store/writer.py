@@ -238,6 +238,7 @@ class LatentWriter:
         partial = partial_path(final)
         if not partial.exists():
             raise StoreError(f"no interrupted run to resume: {partial} does not exist.")
+        _rewrite_committed(partial)
         try:
             f = h5py.File(partial, "r+")
         except OSError as exc:
@@ -478,6 +479,106 @@ class LatentWriter:
             self.finalize()
         else:
             self.close()
+
+
+def _rewrite_committed(partial: Path) -> None:
+    """Copy the committed rows of an interrupted ``.partial`` into a fresh file, in its place.
+
+    A process killed while HDF5 flushes can leave a file whose metadata is only partly on disk:
+    the root still says the last commit, but a chunk index, or the end-of-allocation mark, is
+    from the unfinished block. Reading it is safe (and checked: every chunk carries a
+    Fletcher-32 checksum), but writing on into it can let new allocations overwrite metadata
+    the committed rows depend on (a kill test found a resumed file whose /mu failed its
+    checksum). So a resume never appends to the killed file: it reads the committed rows —
+    up to the first chunk that fails to read, if one does — and writes them, with every
+    attribute and creation property, to a new file written in one session.
+
+    Raises:
+        StoreError: The file cannot be opened, or is not a latents file being written.
+    """
+    from latentdiag.atomic import atomic_path
+
+    try:
+        old = h5py.File(partial, "r")
+    except OSError as exc:
+        from latentdiag.store.reader import is_locked, locked_message
+
+        if is_locked(exc):
+            raise StoreError(locked_message(partial)) from None
+        raise StoreError(
+            f"{partial} is damaged and cannot be resumed ({exc}); delete it and start again."
+        ) from None
+    with old:
+        if old.attrs.get("latentdiag_format") != FORMAT_NAME or "mu" not in old:
+            raise StoreError(f"{partial} is not a latents file being written; delete it.")
+        n_rows = _readable_rows(old, int(old.attrs.get("n_rows", 0)))
+        from latentdiag.store._common import check_room
+
+        check_room(partial, partial.stat().st_size, what="a fresh copy of its committed rows")
+        try:
+            with atomic_path(partial) as tmp, h5py.File(tmp, "w") as new:
+                _copy_group(old, new, n_rows)
+                new.attrs["n_rows"] = n_rows
+        except OSError as exc:
+            raise _write_error(partial, exc, n_rows, 0) from None
+
+
+def _row_datasets(group: h5py.Group) -> list[h5py.Dataset]:
+    out: list[h5py.Dataset] = []
+    group.visititems(
+        lambda _, obj: (
+            out.append(obj)
+            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None
+            else None
+        )
+    )
+    return out
+
+
+def _readable_rows(f: h5py.File, n_rows: int) -> int:
+    """The committed rows every growing dataset reads back whole, chunk by chunk (the first
+    damaged chunk ends them)."""
+    for ds in _row_datasets(f):
+        step = ds.chunks[0] if ds.chunks else CHUNK_ROWS
+        rows = min(n_rows, ds.shape[0])
+        for start in range(0, rows, step):
+            try:
+                ds[start : min(start + step, rows)]
+            except (OSError, RuntimeError):
+                rows = start
+                break
+        n_rows = min(n_rows, rows)
+    return n_rows
+
+
+def _copy_group(src: h5py.Group, dst: h5py.Group, n_rows: int) -> None:
+    for key, value in src.attrs.items():
+        dst.attrs[key] = value
+    for name, obj in src.items():
+        if isinstance(obj, h5py.Group):
+            _copy_group(obj, dst.create_group(name), n_rows)
+            continue
+        growing = bool(obj.maxshape) and obj.maxshape[0] is None
+        if not growing:
+            src.copy(obj, dst, name=name)
+            continue
+        ds = dst.create_dataset(
+            name,
+            shape=(n_rows, *obj.shape[1:]),
+            maxshape=obj.maxshape,
+            dtype=obj.dtype,
+            chunks=obj.chunks,
+            compression=obj.compression,
+            compression_opts=obj.compression_opts,
+            shuffle=obj.shuffle,
+            fletcher32=obj.fletcher32,
+        )
+        step = obj.chunks[0] if obj.chunks else CHUNK_ROWS
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            ds[start:stop] = obj[start:stop]
+        for key, value in obj.attrs.items():
+            ds.attrs[key] = value
 
 
 def _block_bytes(arr: np.ndarray) -> int:
