@@ -244,6 +244,20 @@ def plan_input(
 _TORCH_KINDS = ("factory", "module", "torchscript", "reference", "diffusers", "pythae")
 
 
+def _unopenable(partial: Path) -> str | None:
+    """Why ``partial`` cannot be opened as HDF5 at all (None: it opens, or another process
+    holds it, which the resume check reports)."""
+    import h5py
+
+    from latentdiag.store.reader import is_locked
+
+    try:
+        h5py.File(partial, "r").close()
+    except OSError as exc:
+        return None if is_locked(exc) else " ".join(str(exc).split())[:160]
+    return None
+
+
 def _check_resumable(partial: Path, job: EmbedJob) -> dict[str, Any]:
     """The provenance of a .partial file, when it was written by this same job."""
     try:
@@ -333,6 +347,17 @@ def _resume(
     if not partial.exists():
         return None, nonfinite
     if overwrite:
+        partial.unlink()
+        return None, nonfinite
+    unreadable = _unopenable(partial)
+    if unreadable:
+        from latentdiag.data._common import warn
+
+        warn(
+            f"{partial.name} cannot be opened ({unreadable}), so none of its rows can be "
+            "kept (a run killed while HDF5 wrote its metadata can leave such a file); "
+            "starting again from row 0."
+        )
         partial.unlink()
         return None, nonfinite
     prov = _check_resumable(partial, job)

@@ -554,3 +554,19 @@ def test_a_resume_rewrites_the_committed_rows_and_drops_a_damaged_chunk(tmp_path
     assert result.resumed_rows == 0 and result.n_rows == N
     assert_same_file(tmp_path / "whole.h5", out)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_partial_that_cannot_be_opened_is_started_again(tmp_path) -> None:
+    """A .partial cut short while HDF5 wrote its metadata holds no row that can be kept: the
+    same command warns and starts again (instead of asking the user to delete it)."""
+    opts = {"batch_size": 16, "block_rows": 32}
+    embed(module_runner(), make_data(), tmp_path / "whole.h5", **opts)
+    out = tmp_path / "z.h5"
+    with pytest.raises(KeyboardInterrupt):
+        embed(module_runner(), make_data(), out, **opts, progress=stop_after(40))
+    head = partial_path(out).read_bytes()[:96]  # the superblock only, as a kill test found
+    partial_path(out).write_bytes(head)
+    with pytest.warns(UserWarning, match=r"z\.h5\.partial cannot be opened .* starting again"):
+        result = embed(module_runner(), make_data(), out, **opts)
+    assert result.resumed_rows == 0
+    assert_same_file(tmp_path / "whole.h5", out)

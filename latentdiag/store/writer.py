@@ -145,43 +145,80 @@ class LatentWriter:
         self.partitions = check_partitions(
             partitions, self.latent_dim, error=StoreError, where=str(self.path)
         )
-        self._file = h5py.File(self.partial, "w")
-        self._finalized = False
-        self._compress_latents = bool(compress_latents)
-        self.n_rows = 0
-        f = self._file
-        f.attrs["latentdiag_format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["created"] = utcnow()
-        f.attrs["latentdiag_version"] = __version__
-        f.attrs["complete"] = False
-        f.attrs["n_rows"] = 0
-        self._create("mu", (self.latent_dim,), np.dtype(latent_dtype))
-        if has_logvar:
-            self._create("logvar", (self.latent_dim,), np.dtype(latent_dtype))
-        if self.label_names is not None:
-            f.attrs["label_names"] = self.label_names
-            self._create("labels", (), np.int64)
-        if self.factor_names is not None:
-            f.attrs["factor_names"] = self.factor_names
-            self._create("factors", (len(self.factor_names),), np.float32)
-        if sample_ids:
-            self._create("sample_ids", (), STR_DTYPE)
-        if index:
-            self._create("index", (), np.int64)
-        if self.label_key is not None:
-            f.attrs["label_key"] = self.label_key
-        cg = f.create_group(COLUMNS_GROUP)
-        cg.attrs["names"] = list(self.columns)
-        for spec in self.columns.values():
-            self._create_column(cg, spec)
-        g = f.create_group("partitions")
-        for name, (start, stop) in self.partitions.items():
-            g.attrs[name] = np.array([start, stop], dtype=np.int64)
-        pg = f.create_group("provenance")
-        for key, value in (provenance or {}).items():
-            pg.attrs[str(key)] = encode_attr(value)
-        f.flush()
+        # Built under a temporary name and linked into place complete: a process killed while
+        # creating the file leaves no .partial that cannot be opened (a kill test found one
+        # of 96 bytes), only a temporary that the next write removes.
+        from latentdiag.atomic import sweep_stale_temps, temp_path
+
+        sweep_stale_temps(self.partial.parent, self.partial.name)
+        self._building = temp_path(self.partial)
+        self._file = h5py.File(self._building, "w")
+        try:
+            self._finalized = False
+            self._compress_latents = bool(compress_latents)
+            self.n_rows = 0
+            f = self._file
+            f.attrs["latentdiag_format"] = FORMAT_NAME
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["created"] = utcnow()
+            f.attrs["latentdiag_version"] = __version__
+            f.attrs["complete"] = False
+            f.attrs["n_rows"] = 0
+            self._create("mu", (self.latent_dim,), np.dtype(latent_dtype))
+            if has_logvar:
+                self._create("logvar", (self.latent_dim,), np.dtype(latent_dtype))
+            if self.label_names is not None:
+                f.attrs["label_names"] = self.label_names
+                self._create("labels", (), np.int64)
+            if self.factor_names is not None:
+                f.attrs["factor_names"] = self.factor_names
+                self._create("factors", (len(self.factor_names),), np.float32)
+            if sample_ids:
+                self._create("sample_ids", (), STR_DTYPE)
+            if index:
+                self._create("index", (), np.int64)
+            if self.label_key is not None:
+                f.attrs["label_key"] = self.label_key
+            cg = f.create_group(COLUMNS_GROUP)
+            cg.attrs["names"] = list(self.columns)
+            for spec in self.columns.values():
+                self._create_column(cg, spec)
+            g = f.create_group("partitions")
+            for name, (start, stop) in self.partitions.items():
+                g.attrs[name] = np.array([start, stop], dtype=np.int64)
+            pg = f.create_group("provenance")
+            for key, value in (provenance or {}).items():
+                pg.attrs[str(key)] = encode_attr(value)
+            f.flush()
+        except BaseException:
+            self._file.close()
+            self._building.unlink(missing_ok=True)
+            raise
+        self._link_into_place()
+
+    def _link_into_place(self) -> None:
+        """Give the file built under a temporary name its .partial name: a stale .partial (of
+        a run that ended) is replaced, as opening it for writing would have; one that another
+        process is writing is not."""
+        from latentdiag.store.reader import is_locked, locked_message
+
+        tmp = self._building
+        try:
+            os.link(tmp, self.partial)  # exclusive: fails where a .partial exists
+        except FileExistsError:
+            try:
+                h5py.File(self.partial, "r").close()
+            except OSError as exc:
+                if is_locked(exc):
+                    self._file.close()
+                    tmp.unlink(missing_ok=True)
+                    raise StoreError(locked_message(self.partial)) from None
+            os.replace(tmp, self.partial)
+            return
+        except OSError:  # a file system without hard links: a plain rename
+            os.replace(tmp, self.partial)
+            return
+        tmp.unlink()
 
     # -- construction helpers -------------------------------------------------------------
     def _create(self, name: str, row_shape: tuple[int, ...], dtype: Any) -> None:
