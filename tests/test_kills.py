@@ -273,4 +273,6 @@ def test_a_kill_at_a_random_moment_loses_nothing(command: str, work: Path) -> No
 def test_many_kills_at_random_moments_lose_nothing(command: str, work: Path) -> None:
     outcomes = KILLS[command](work, _runs(SLOW_RUNS), seed=2)
     _report(outcomes, command)
-    assert sum(n for k, n in outcomes.items() if k.startswith("killed")) >= SLOW_RUNS // 2
+    # Not vacuous: some runs were killed (how many depends on the machine's load, which can
+    # make the kills' runs faster than the timed one; one CI run killed 9 of 20).
+    assert sum(n for k, n in outcomes.items() if k.startswith("killed")) >= 3
