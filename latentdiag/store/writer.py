@@ -276,19 +276,7 @@ class LatentWriter:
         if not partial.exists():
             raise StoreError(f"no interrupted run to resume: {partial} does not exist.")
         _rewrite_committed(partial)
-        try:
-            f = h5py.File(partial, "r+")
-        except OSError as exc:
-            from latentdiag.store.reader import is_locked, locked_message
-
-            if is_locked(exc):
-                raise StoreError(locked_message(partial)) from None
-            raise StoreError(
-                f"{partial} is damaged and cannot be resumed ({exc}); delete it and start again."
-            ) from None
-        if f.attrs.get("latentdiag_format") != FORMAT_NAME or "mu" not in f:
-            f.close()
-            raise StoreError(f"{partial} is not a latents file being written; delete it.")
+        f = _open_partial(partial, "r+")
         self = cls.__new__(cls)
         self.path = final
         self.partial = partial
@@ -518,6 +506,29 @@ class LatentWriter:
             self.close()
 
 
+def _open_partial(partial: Path, mode: str) -> h5py.File:
+    """Open an interrupted run's ``.partial`` (``"r"`` or ``"r+"``).
+
+    Raises:
+        StoreError: Another process is writing it, it cannot be opened, or it is not a
+            latents file being written.
+    """
+    try:
+        f = h5py.File(partial, mode)
+    except OSError as exc:
+        from latentdiag.store.reader import is_locked, locked_message
+
+        if is_locked(exc):
+            raise StoreError(locked_message(partial)) from None
+        raise StoreError(
+            f"{partial} is damaged and cannot be resumed ({exc}); delete it and start again."
+        ) from None
+    if f.attrs.get("latentdiag_format") != FORMAT_NAME or "mu" not in f:
+        f.close()
+        raise StoreError(f"{partial} is not a latents file being written; delete it.")
+    return f
+
+
 def _rewrite_committed(partial: Path) -> None:
     """Copy the committed rows of an interrupted ``.partial`` into a fresh file, in its place.
 
@@ -535,19 +546,7 @@ def _rewrite_committed(partial: Path) -> None:
     """
     from latentdiag.atomic import atomic_path
 
-    try:
-        old = h5py.File(partial, "r")
-    except OSError as exc:
-        from latentdiag.store.reader import is_locked, locked_message
-
-        if is_locked(exc):
-            raise StoreError(locked_message(partial)) from None
-        raise StoreError(
-            f"{partial} is damaged and cannot be resumed ({exc}); delete it and start again."
-        ) from None
-    with old:
-        if old.attrs.get("latentdiag_format") != FORMAT_NAME or "mu" not in old:
-            raise StoreError(f"{partial} is not a latents file being written; delete it.")
+    with _open_partial(partial, "r") as old:
         n_rows = _readable_rows(old, int(old.attrs.get("n_rows", 0)))
         from latentdiag.store._common import check_room
 
