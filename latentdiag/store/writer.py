@@ -559,14 +559,15 @@ def _rewrite_committed(partial: Path) -> None:
             raise _write_error(partial, exc, n_rows, 0) from None
 
 
+def _grows(ds: h5py.Dataset) -> bool:
+    """A per-row dataset: extensible along its first axis."""
+    return bool(ds.maxshape) and ds.maxshape[0] is None
+
+
 def _row_datasets(group: h5py.Group) -> list[h5py.Dataset]:
     out: list[h5py.Dataset] = []
     group.visititems(
-        lambda _, obj: (
-            out.append(obj)
-            if isinstance(obj, h5py.Dataset) and obj.maxshape and obj.maxshape[0] is None
-            else None
-        )
+        lambda _, obj: out.append(obj) if isinstance(obj, h5py.Dataset) and _grows(obj) else None
     )
     return out
 
@@ -594,8 +595,7 @@ def _copy_group(src: h5py.Group, dst: h5py.Group, n_rows: int) -> None:
         if isinstance(obj, h5py.Group):
             _copy_group(obj, dst.create_group(name), n_rows)
             continue
-        growing = bool(obj.maxshape) and obj.maxshape[0] is None
-        if not growing:
+        if not _grows(obj):
             src.copy(obj, dst, name=name)
             continue
         ds = dst.create_dataset(
