@@ -214,20 +214,86 @@ def test_davies_bouldin_and_calinski_harabasz_conventions_match_sklearn() -> Non
 # -- probes ----------------------------------------------------------------------------------------
 
 
-def test_knn_and_linear_probe_equal_sklearn_cross_validation() -> None:
+def _random_problem(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping Gaussian classes of random sizes, dimensions and spreads."""
+    rng = np.random.default_rng(seed)
+    n, d, k = int(rng.integers(20, 1200)), int(rng.integers(1, 20)), int(rng.integers(2, 8))
+    y = rng.integers(0, k, n)
+    y = np.where(np.bincount(y, minlength=k)[y] < 5, 0, y)  # every label in every fold
+    centres = rng.normal(size=(k, d)) * rng.uniform(0.1, 3.0)
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_probes_equal_sklearn_cross_validation(seed: int) -> None:
+    """The folds, the k-NN votes and the logistic optimum are scikit-learn's: the same
+    accuracy, to the row (its L-BFGS at a tight tolerance; at its default one it stops short
+    of the optimum and can differ by a row or two)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    X, y = blobs(n=300, d=4, k=3, spread=0.8, seed=7)
-    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    from latentdiag.metrics.probes import stratified_folds
+
+    X, y = _random_problem(seed)
+    if np.unique(y).shape[0] < 2:
+        pytest.skip("one label left")
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    theirs = np.empty(y.shape[0], dtype=np.int64)
+    for fold, (_, test) in enumerate(cv.split(X, y)):
+        theirs[test] = fold
+    np.testing.assert_array_equal(stratified_folds(y, 5, seed), theirs)
     knn_pred = cross_val_predict(KNeighborsClassifier(n_neighbors=5), X, y, cv=cv)
-    assert knn_accuracy(X, y) == pytest.approx((knn_pred == y).mean())
-    lin = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    lin_pred = cross_val_predict(lin, X, y, cv=cv)
-    assert linear_probe_accuracy(X, y) == pytest.approx((lin_pred == y).mean())
+    assert knn_accuracy(X, y, random_state=seed) == (knn_pred == y).mean()
+    tight = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, tol=1e-10))
+    lin_pred = cross_val_predict(tight, X, y, cv=cv)
+    assert linear_probe_accuracy(X, y, random_state=seed) == (lin_pred == y).mean()
+    default = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    default_pred = cross_val_predict(default, X, y, cv=cv)
+    assert abs((default_pred == y).sum() - (lin_pred == y).sum()) <= 2
+
+
+def test_logistic_fit_is_sklearn_optimum() -> None:
+    """The fitted weights themselves, binary and multinomial, against a tight L-BFGS."""
+    from sklearn.linear_model import LogisticRegression
+
+    from latentdiag.metrics.probes import fit_logistic
+
+    rng = np.random.default_rng(3)
+    for k in (2, 5):
+        y = rng.integers(0, k, 400)
+        X = rng.normal(size=(k, 6))[y] + rng.normal(size=(400, 6))
+        ref = LogisticRegression(C=0.5, tol=1e-12, max_iter=10000).fit(X, y)
+        model, _ = fit_logistic(X, y, k, C=0.5)
+        coef, intercept = model.coef, model.intercept
+        if k > 2:  # the multinomial intercepts are defined up to a common shift
+            intercept = intercept - intercept.mean()
+            ref_intercept = ref.intercept_ - ref.intercept_.mean()
+        else:
+            ref_intercept = ref.intercept_
+        np.testing.assert_allclose(coef, ref.coef_, atol=1e-6)
+        np.testing.assert_allclose(intercept, ref_intercept, atol=1e-6)
+        np.testing.assert_array_equal(model.predict(X), ref.predict(X))
+
+
+def test_knn_probe_breaks_ties_by_index_and_smallest_label() -> None:
+    """Duplicate rows: the nearest are the earliest rows of the training folds, and a tied
+    vote goes to the smallest label; each row's neighbours never include its own fold."""
+    from latentdiag.metrics.knn_graph import _knn_numba
+    from latentdiag.metrics.probes import stratified_folds
+
+    X = np.repeat(np.arange(6, dtype=np.float64)[:, None], 10, axis=0)  # 6 points × 10 copies
+    y = np.tile([0, 1], 30)
+    folds = stratified_folds(y, 5, 0)
+    idx, sq = _knn_numba(X, 4, group=folds)
+    assert (folds[idx] != folds[:, None]).all()
+    for i in range(X.shape[0]):
+        same = np.flatnonzero((X[:, 0] == X[i, 0]) & (folds != folds[i]))
+        np.testing.assert_array_equal(idx[i], same[:4])
+    np.testing.assert_array_equal(sq, 0.0)
+    assert 0.0 <= knn_accuracy(X, y, n_neighbors=4) <= 1.0
 
 
 def test_probes_separate_from_chance() -> None:

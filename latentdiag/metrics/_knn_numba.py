@@ -98,12 +98,16 @@ def _sift_down(hd, hj, start, size):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def knn_sq(XT, k, out_idx, out_sq):  # type: ignore[no-untyped-def]
-    """The k nearest other points of every point, by (squared distance, index).
+def knn_sq(XT, group, k, out_idx, out_sq):  # type: ignore[no-untyped-def]
+    """The k nearest points of every point outside its own group, by (squared distance, index).
+
+    With ``group = arange(n)`` these are the k nearest other points (the k-NN graph); with
+    cross-validation folds as groups, each point's k nearest training points of its fold.
 
     Args:
         XT: (d8, n) float64 points as columns, features zero-padded to a multiple of 8.
-        k: Neighbours per point, 1 <= k < n.
+        group: (n,) int64; a point is never a neighbour of a point of its own group.
+        k: Neighbours per point, at most the number of points outside any group.
         out_idx: (n, k) int64, filled with neighbour indices, nearest first.
         out_sq: (n, k) float64, filled with their squared distances.
     """
@@ -123,7 +127,7 @@ def knn_sq(XT, k, out_idx, out_sq):  # type: ignore[no-untyped-def]
         for j0 in range(0, n, BLOCK_COLS):
             j1 = min(j0 + BLOCK_COLS, n)
             for r in range(rows):
-                i = i0 + r
+                gi = group[i0 + r]
                 _row_sq_dists(XT, xs[r], j0, j1, buf)
                 hdr = hd[r]
                 hjr = hj[r]
@@ -131,7 +135,7 @@ def knn_sq(XT, k, out_idx, out_sq):  # type: ignore[no-untyped-def]
                     d = buf[jj]
                     if d < hdr[0]:
                         j = j0 + jj
-                        if j == i:
+                        if group[j] == gi:
                             continue
                         hdr[0] = d
                         hjr[0] = j

@@ -1010,7 +1010,8 @@ for _spec in (
     MetricSpec("separation", "calinski_harabasz", _calinski_harabasz, 0.2, _LABELS,
                side_lane=True, shown=_SHOWN_CALINSKI_HARABASZ, headline=_HEAD_CALINSKI_HARABASZ,
                rank=5),
-    MetricSpec("separation", "knn_accuracy", _knn_accuracy, 1.0, _LABELS, side_lane=True,
+    # A parallel numba kernel: on the main lane with the others (one launch at a time).
+    MetricSpec("separation", "knn_accuracy", _knn_accuracy, 1.0, _LABELS,
                shown=_SHOWN_KNN_ACCURACY, headline=_HEAD_KNN_ACCURACY, rank=2),
     MetricSpec("separation", "linear_probe_accuracy", _linear_probe_accuracy, 1.5, _LABELS,
                ("chance_accuracy",), side_lane=True, shown=_SHOWN_LINEAR_PROBE_ACCURACY,

@@ -172,16 +172,21 @@ def points_digest(X: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _knn_numba(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _knn_numba(
+    X: np.ndarray, k: int, group: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN by the numba kernel; ``group``: neighbours only from other groups (default:
+    each point its own group, so every other point is a candidate)."""
     from latentdiag.metrics._knn_numba import knn_sq
 
     n, d = X.shape
+    groups = np.arange(n, dtype=np.int64) if group is None else group.astype(np.int64)
     d8 = -(-d // 8) * 8
     XT = np.zeros((d8, n), dtype=np.float64)  # zero padding adds exactly 0 to every distance
     XT[:d] = X.T
     idx = np.empty((n, k), dtype=np.int64)
     sq = np.empty((n, k), dtype=np.float64)
-    knn_sq(XT, k, idx, sq)
+    knn_sq(XT, groups, k, idx, sq)
     return idx, sq
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from latentdiag.errors import MetricInputError
 from latentdiag.metrics._validation import (
     check_labels,
     check_latents,
@@ -14,7 +15,14 @@ from latentdiag.metrics._validation import (
     check_positive_int,
 )
 
-__all__ = ["chance_accuracy", "knn_accuracy", "linear_probe_accuracy"]
+__all__ = [
+    "LogisticModel",
+    "chance_accuracy",
+    "fit_logistic",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "stratified_folds",
+]
 
 
 def chance_accuracy(labels: Any) -> float:
@@ -23,9 +31,43 @@ def chance_accuracy(labels: Any) -> float:
     return float(counts.max() / counts.sum())
 
 
+def stratified_folds(codes: np.ndarray, n_splits: int, random_state: int) -> np.ndarray:
+    """The test fold of each row, as ``StratifiedKFold(n_splits, shuffle=True, random_state)``.
+
+    scikit-learn's own assignment, step for step (so the folds, and the probes' accuracies,
+    are the same): classes numbered by first appearance; each class's rows get fold numbers
+    in blocks sized by a round robin over the sorted labels, then shuffled by a
+    ``RandomState(random_state)``, class after class.
+
+    Args:
+        codes: (n,) integer labels; every label needs at least ``n_splits`` rows.
+        n_splits: Folds, >= 2.
+        random_state: Seed of the shuffle.
+
+    Returns:
+        (n,) int64 fold index of each row, 0..n_splits-1.
+    """
+    y = np.asarray(codes)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    _, by_appearance = np.unique(first, return_inverse=True)
+    encoded = by_appearance[inverse.reshape(-1)]
+    n_classes = first.shape[0]
+    ordered = np.sort(encoded)
+    allocation = np.asarray(
+        [np.bincount(ordered[i::n_splits], minlength=n_classes) for i in range(n_splits)]
+    )
+    rng = np.random.RandomState(random_state)
+    folds = np.empty(y.shape[0], dtype=np.int64)
+    for k in range(n_classes):
+        of_class = np.arange(n_splits).repeat(allocation[:, k])
+        rng.shuffle(of_class)
+        folds[encoded == k] = of_class
+    return folds
+
+
 def _prepare(
     X: Any, labels: Any, n_splits: int, max_samples: int | None, random_state: int, metric: str
-) -> tuple[np.ndarray, np.ndarray, Any]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from latentdiag.metrics.silhouette import stratified_sample
 
     arr = check_latents(X, min_samples=4)
@@ -36,26 +78,9 @@ def _prepare(
     if max_samples is not None and check_positive_int(max_samples, "max_samples") < len(codes):
         rows = stratified_sample(codes, max_samples, random_state=random_state)
         arr, codes = arr[rows], codes[rows]
-    from sklearn.model_selection import StratifiedKFold
-
     # Stratified folds need each label in every fold: fewer folds for tiny labels.
     folds = min(splits, int(np.bincount(codes).min()))
-    cv = StratifiedKFold(n_splits=max(2, folds), shuffle=True, random_state=random_state)
-    return arr, codes, cv
-
-
-def _cv_accuracy(model: Any, X: np.ndarray, y: np.ndarray, cv: Any) -> float:
-    from sklearn.base import clone
-    from threadpoolctl import threadpool_limits
-
-    correct = 0
-    # One BLAS/OpenMP thread: the problems are small, and on a busy machine the spinning
-    # worker threads of OpenBLAS and OpenMP can slow a fit down by two orders of magnitude.
-    with threadpool_limits(limits=1):
-        for train, test in cv.split(X, y):
-            fitted = clone(model).fit(X[train], y[train])
-            correct += int((fitted.predict(X[test]) == y[test]).sum())
-    return correct / y.shape[0]
+    return arr, codes.astype(np.int64), stratified_folds(codes, max(2, folds), random_state)
 
 
 def knn_accuracy(
@@ -92,13 +117,20 @@ def knn_accuracy(
         T. Cover and P. Hart, "Nearest neighbor pattern classification", IEEE Trans. Inf.
         Theory 13(1), 1967.
     """
-    arr, y, cv = _prepare(X, labels, n_splits, max_samples, random_state, "k-NN accuracy")
-    from sklearn.neighbors import KNeighborsClassifier
+    from latentdiag.metrics.knn_graph import _knn_numba
 
+    arr, y, folds = _prepare(X, labels, n_splits, max_samples, random_state, "k-NN accuracy")
     k = check_positive_int(n_neighbors, "n_neighbors")
-    smallest_train = int(min(len(tr) for tr, _ in cv.split(arr, y)))
-    model = KNeighborsClassifier(n_neighbors=min(k, smallest_train))
-    return _cv_accuracy(model, arr, y, cv)
+    smallest_train = int(y.shape[0] - np.bincount(folds).max())
+    k = min(k, smallest_train)
+    # One pass for every fold: each row's k nearest rows outside its own (test) fold are its
+    # neighbours among that fold's training rows.
+    idx, _ = _knn_numba(np.asarray(arr, dtype=np.float64), k, group=folds)
+    n_labels = int(y.max()) + 1
+    votes = np.zeros((y.shape[0], n_labels), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(y.shape[0]), k), y[idx].reshape(-1)), 1)
+    predicted = votes.argmax(axis=1)  # a tied vote goes to the smallest label
+    return float((predicted == y).mean())
 
 
 def linear_probe_accuracy(
@@ -114,6 +146,9 @@ def linear_probe_accuracy(
 
     Features are standardised inside each fold, then an L2-regularised multinomial logistic
     regression is fitted: it measures whether the labels are linearly separable in the latents.
+    The folds and the model are scikit-learn's (``StratifiedKFold(shuffle=True)``,
+    ``StandardScaler`` then ``LogisticRegression(C=C)``), fitted here by Newton's method to
+    the exact optimum (:func:`fit_logistic`), without importing scikit-learn.
 
     Args:
         X: Latents, shape (n_samples, n_features).
@@ -135,13 +170,161 @@ def linear_probe_accuracy(
         G. Alain and Y. Bengio, "Understanding intermediate layers using linear classifier
         probes", ICLR workshop 2017.
     """
-    arr, y, cv = _prepare(X, labels, n_splits, max_samples, random_state, "the linear probe")
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    arr, y, folds = _prepare(X, labels, n_splits, max_samples, random_state, "the linear probe")
+    C = float(C)
+    if not np.isfinite(C) or C <= 0:
+        raise MetricInputError(f"C must be a positive number; got {C!r}.")
+    X64 = np.asarray(arr, dtype=np.float64)
+    n_labels = int(y.max()) + 1
+    theta: np.ndarray | None = None
+    correct = 0
+    for fold in range(int(folds.max()) + 1):
+        test = folds == fold
+        train = ~test
+        x_tr, y_tr = X64[train], y[train]
+        classes, y_idx = np.unique(y_tr, return_inverse=True)
+        mean = x_tr.mean(axis=0)
+        var = x_tr.var(axis=0)
+        # scikit-learn's test for a constant feature (its variance within rounding of 0).
+        eps = np.finfo(np.float64).eps
+        m = x_tr.shape[0]
+        scale = np.sqrt(var)
+        scale[var <= m * eps * var + (m * mean * eps) ** 2] = 1.0
+        if classes.shape[0] != n_labels:
+            theta = None  # another set of classes: nothing to start from
+        model, theta = fit_logistic((x_tr - mean) / scale, y_idx, classes.shape[0], C, start=theta)
+        predicted = classes[model.predict((X64[test] - mean) / scale)]
+        correct += int((predicted == y[test]).sum())
+    return correct / y.shape[0]
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=1000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return _cv_accuracy(model, arr.astype(np.float64), y, cv)
+
+@dataclass(frozen=True)
+class LogisticModel:
+    """A fitted L2-regularised logistic regression: ``coef`` (K, d) and ``intercept`` (K,),
+    or (1, d) and (1,) for two classes (the logit of class 1, as scikit-learn's)."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices 0..K-1; a tie goes to the smaller index."""
+        scores = X @ self.coef.T + self.intercept
+        if self.coef.shape[0] == 1:
+            return (scores[:, 0] > 0).astype(np.int64)
+        return np.asarray(scores.argmax(axis=1), dtype=np.int64)
+
+
+def fit_logistic(
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    C: float = 1.0,
+    *,
+    tol: float = 1e-10,
+    start: np.ndarray | None = None,
+) -> tuple[LogisticModel, np.ndarray]:
+    """scikit-learn's ``LogisticRegression(C=C)`` model, fitted to its exact optimum.
+
+    Minimises ``C · Σ_i CE_i + ½ ||W||²`` (intercepts not penalised): a binary logistic loss
+    on one weight vector for two classes, the multinomial loss on K vectors for more, as
+    scikit-learn does. The objective is strictly convex in W, so its minimiser is unique;
+    scikit-learn's L-BFGS stops near it (gradient tolerance 1e-4), this Newton-CG iterates
+    until the gradient of the mean loss is below ``tol``, typically in 8-15 steps, each a few
+    conjugate-gradient solves with exact Hessian-vector products.
+
+    Args:
+        X: (n, d) float64 features.
+        y: (n,) int64 class indices 0..n_classes-1.
+        n_classes: K >= 2.
+        C: Inverse regularisation strength.
+        tol: Stop when the largest gradient entry of the mean objective is below this.
+        start: (K, d + 1) weights and intercepts to start from (the second value returned
+            by an earlier fit: nearby problems, such as cross-validation folds, then take
+            fewer steps); zeros by default.
+
+    Returns:
+        The model, and its (K, d + 1) weights and intercepts for ``start``.
+    """
+    n, d = X.shape
+    K = 1 if n_classes == 2 else n_classes
+    Y = (y[:, None] == (np.arange(K) + (1 if K == 1 else 0))[None, :]).astype(np.float64)
+    lam = 1.0 / (C * n)  # the penalty of the mean loss
+    Xa = np.empty((n, d + 1))  # the features and a column of ones (the intercept's)
+    Xa[:, :d] = X
+    Xa[:, d] = 1.0
+    Xa2 = Xa * Xa
+    penalty = np.full(d + 1, lam)
+    penalty[d] = 0.0  # the intercept is not penalised
+    theta = np.zeros((K, d + 1)) if start is None else start.copy()
+
+    def probabilities(t: np.ndarray) -> tuple[np.ndarray, float]:
+        Z = Xa @ t.T
+        if K == 1:
+            z = Z[:, 0]
+            # log(1 + e^z) - y z, stably
+            loss = float(np.sum(np.logaddexp(0.0, z)) - np.dot(Y[:, 0], z))
+            P = 0.5 * (1.0 + np.tanh(0.5 * Z))
+        else:
+            top = Z.max(axis=1, keepdims=True)
+            E = np.exp(Z - top)
+            S = E.sum(axis=1, keepdims=True)
+            loss = float(np.sum(np.log(S[:, 0]) + top[:, 0]) - np.vdot(Z, Y))
+            P = E / S
+        return P, loss / n + 0.5 * lam * float(np.vdot(t[:, :d], t[:, :d]))
+
+    def gradient(t: np.ndarray, P: np.ndarray) -> np.ndarray:
+        return np.asarray(((P - Y).T @ Xa) / n + penalty * t)
+
+    def hess_vec(P: np.ndarray, v: np.ndarray) -> np.ndarray:
+        dZ = Xa @ v.T
+        if K == 1:
+            M = P * (1.0 - P) * dZ
+        else:
+            M = P * (dZ - np.einsum("ik,ik->i", P, dZ)[:, None])
+        return np.asarray((M.T @ Xa) / n + penalty * v)
+
+    P, value = probabilities(theta)
+    for _ in range(100):
+        g = gradient(theta, P)
+        g_max = float(np.abs(g).max())
+        if g_max < tol:
+            break
+        # Truncated conjugate gradients on H p = -g, preconditioned by H's diagonal (H is
+        # positive semi-definite; g lies in its range, as the intercepts' gradients of the
+        # multinomial loss sum to 0).
+        diag = ((P * (1.0 - P)).T @ Xa2) / n + penalty
+        inv_diag = 1.0 / np.maximum(diag, 1e-12)
+        step = np.zeros_like(theta)
+        r = -g
+        z = inv_diag * r
+        q = z.copy()
+        rz = float(np.vdot(r, z))
+        stop = min(0.5, np.sqrt(np.sqrt(float(np.vdot(r, r))))) * np.sqrt(float(np.vdot(r, r)))
+        for _cg in range(max(50, 2 * theta.size)):
+            Hq = hess_vec(P, q)
+            curv = float(np.vdot(q, Hq))
+            if curv <= 1e-300:
+                break
+            alpha = rz / curv
+            step += alpha * q
+            r -= alpha * Hq
+            if np.sqrt(float(np.vdot(r, r))) <= stop:
+                break
+            z = inv_diag * r
+            rz_new = float(np.vdot(r, z))
+            q = z + (rz_new / rz) * q
+            rz = rz_new
+        if not np.any(step):
+            step = -g
+        slope = float(np.sum(g * step))
+        size = 1.0
+        for _ls in range(60):
+            P_new, value_new = probabilities(theta + size * step)
+            if value_new <= value + 1e-4 * size * slope:
+                break
+            size *= 0.5
+        else:
+            break  # no decrease left at float precision: this is the optimum
+        theta = theta + size * step
+        P, value = P_new, value_new
+    return LogisticModel(coef=theta[:, :d].copy(), intercept=theta[:, d].copy()), theta

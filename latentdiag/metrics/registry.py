@@ -151,11 +151,13 @@ class MetricSpec:
             missing need skips the metric with the standard reason before ``plan`` is
             called.
         extras: Keys the step writes beside ``key`` (``silhouette_per_label``...).
-        side_lane: It runs scikit-learn estimators (Python-level loops around compiled
-            fits): the suite runs it on a second thread beside the numba kernels.
-        own_lane: It is long and spreads itself over threads (DCI's boosting, one factor per
-            thread): the suite starts it at once on a third thread, so that its threads fill
-            the cores the other lanes leave idle instead of waiting for its turn.
+        side_lane: It runs numpy or scikit-learn code that releases the GIL only in part, and
+            no parallel numba kernel: the suite runs it on a second thread beside the numba
+            kernels (which launch one at a time, from the main lane).
+        own_lane: It is long and spreads itself over threads (DCI's boosting: its factors'
+            fits go to one shared pool): the suite starts each such task at once on a thread
+            of its own, so that the pool fills the cores the other lanes leave idle instead
+            of waiting for its turn.
         shown: How the report presents its numbers: dotted path of the metrics dict (under
             the section; ``*`` for a label or partition name) -> :class:`MetricInfo`.
             ``headline`` paths are the report's tables; the others explain secondary keys.
