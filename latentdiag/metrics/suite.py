@@ -149,9 +149,9 @@ class _Task:
 
 
 def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
-    """Run every task; when ``parallel``, the side-lane ones (scikit-learn steps) on one
-    worker thread and the own-lane ones (DCI, which spreads over threads itself) on another,
-    both started at once beside the main lane (the numba kernels). Values do not depend on
+    """Run every task; when ``parallel``, the side-lane ones (numpy steps) on one worker
+    thread and each own-lane one (DCI, whose fits share a pool) on a thread of its own, all
+    started at once beside the main lane (the parallel numba kernels). Values do not depend on
     the lanes: each task computes alone from its inputs.
 
     Progress is reported from this thread only: the workers' completions are counted under a
@@ -473,9 +473,10 @@ def compute_metrics(
             discrete SAP are skipped, each said under ``notes`` or ``skipped``.
         pre_embedding: The embedding before integration (n_samples, any width), e.g. the PCA
             of the counts: enables ``mixing.pcr_comparison`` (with a batch).
-        parallel: Run the scikit-learn-based steps (probes, SAP, FactorVAE, Davies-Bouldin,
-            Calinski-Harabasz) on a second thread beside the numba kernels of the others. The
-            values are the same either way; only the wall time differs.
+        parallel: Run the numpy steps (linear probe, SAP, FactorVAE, Davies-Bouldin,
+            Calinski-Harabasz) on a second thread beside the numba kernels of the others, and
+            DCI's boosting on threads of its own from the start. The values are the same
+            either way; only the wall time differs.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /

@@ -11,7 +11,7 @@ from latentdiag.metrics._validation import (
     check_positive_int,
     check_random_state,
 )
-from latentdiag.metrics.discretize import classes_by_construction, discretize_factors
+from latentdiag.metrics.discretize import discretize_factors
 
 __all__ = ["sap_from_scores", "sap_score"]
 
@@ -44,37 +44,48 @@ def _continuous_scores(X: np.ndarray, fac: np.ndarray) -> np.ndarray:
 def _discrete_scores(
     X: np.ndarray, ys: np.ndarray, max_samples: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Held-out balanced accuracy of a threshold classifier on each single code."""
-    from sklearn.tree import DecisionTreeClassifier
+    """Held-out balanced accuracy of a threshold classifier on each single code.
+
+    The classifier is ``DecisionTreeClassifier(max_leaf_nodes=2 * n_classes,
+    class_weight="balanced")`` of scikit-learn, grown by ``_sap_tree_numba`` (the same
+    predictions, without importing scikit-learn).
+    """
+    from latentdiag.metrics.disentanglement._sap_tree_numba import fit_predict, presort
 
     n = X.shape[0]
     perm = rng.permutation(n)
     half = n // 2
     train = perm[: min(half, max_samples)]
     test = perm[half : half + min(n - half, max_samples)]
+    # Each factor's training classes, as indices into its sorted class values.
+    targets = []
+    for j in range(ys.shape[1]):
+        classes, codes = np.unique(ys[train, j], return_inverse=True)
+        if classes.shape[0] >= 2:
+            targets.append((j, classes, codes.astype(np.int64), ys[test, j]))
     scores = np.zeros((X.shape[1], ys.shape[1]))
     for i in range(X.shape[1]):
-        x_tr, x_te = X[train, i : i + 1], X[test, i : i + 1]
+        x_tr, x_te = X[train, i], X[test, i]
         if np.all(x_tr == x_tr[0]):
             continue  # a constant code predicts nothing; its score stays 0
-        for j in range(ys.shape[1]):
-            y_tr, y_te = ys[train, j], ys[test, j]
-            n_classes = np.unique(y_tr).shape[0]
-            if n_classes < 2:
-                continue
+        # Trees split the code as float32; its sorted order is shared by every factor.
+        x_tr32 = np.ascontiguousarray(x_tr, dtype=np.float32)
+        x_te32 = np.ascontiguousarray(x_te, dtype=np.float32)
+        order, sorted_x = presort(x_tr32)
+        for j, classes, codes, y_te in targets:
             # A few thresholds on one code: enough leaves for every class to get an interval.
-            with classes_by_construction():
-                model = DecisionTreeClassifier(
-                    max_leaf_nodes=2 * n_classes, class_weight="balanced", random_state=0
-                ).fit(x_tr, y_tr)
-            scores[i, j] = _balanced_accuracy(y_te, model.predict(x_te))
+            k = classes.shape[0]
+            pred = fit_predict(x_tr32, order, sorted_x, codes, x_te32, k, 2 * k)
+            scores[i, j] = _balanced_accuracy(y_te, classes[pred])
     return scores
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean per-class recall over the classes present in ``y_true``."""
-    classes = np.unique(y_true)
-    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in classes]))
+    """Mean per-class recall over the classes present in ``y_true`` (non-negative codes)."""
+    counts = np.bincount(y_true)
+    hits = np.bincount(y_true[y_pred == y_true], minlength=counts.shape[0])
+    present = counts > 0
+    return float(np.mean(hits[present] / counts[present]))
 
 
 def sap_score(
@@ -90,9 +101,10 @@ def sap_score(
     Continuous factors: the score of code j for factor k is the R² of a linear regression of
     v_k on z_j (0 for a constant code). Discrete factors (``continuous_factors=False``;
     factors with more than 32 values are binned into 20): held-out balanced accuracy of a
-    threshold classifier (a decision tree with 2 leaves per class, balanced class weights) on
-    z_j alone, trained on half the rows. SAP is the mean over factors of the difference
-    between the top two scores. Constant factors are left out.
+    threshold classifier (a decision tree with 2 leaves per class, balanced class weights: the
+    same tree scikit-learn's ``DecisionTreeClassifier`` grows, in numba) on z_j alone, trained
+    on half the rows. SAP is the mean over factors of the difference between the top two
+    scores. Constant factors are left out.
 
     disentanglement_lib uses a one-vs-rest linear SVM for the discrete scores; on a single
     code it cannot carve out a class lying between two others, so even a perfect code scores
@@ -102,7 +114,7 @@ def sap_score(
         X: Latent codes, shape (n_samples, n_codes).
         factors: Ground-truth factors, shape (n_samples, n_factors).
         continuous_factors: Regression (True) or classification (False) scores.
-        max_samples: Rows used for training and for testing each SVM (discrete variant).
+        max_samples: Rows used for training and for testing each tree (discrete variant).
         random_state: Seed of the train/test split (discrete variant).
 
     Returns:
