@@ -307,3 +307,27 @@ def test_default_metrics_do_not_import_sklearn(tmp_path: Path) -> None:
         assert 0.0 <= metrics["separation"][key] <= 1.0
     assert "dci" in metrics["disentanglement"] and "sap_discrete" in metrics["disentanglement"]
     assert done.stderr.strip().splitlines()[-1] == "CLEAN"
+
+
+def test_while_waiting_runs_once_beside_the_last_lanes() -> None:
+    """The caller's work runs once, on the calling thread, after the numba steps; the values
+    equal those of a sequential run."""
+    import threading
+
+    rng = np.random.default_rng(1)
+    n, d = 300, 6
+    labels = rng.integers(0, 3, n)
+    mu = rng.normal(size=(n, d)) + labels[:, None]
+    factors = rng.uniform(size=(n, 3))
+    calls: list[str] = []
+    done = compute_metrics(
+        mu,
+        labels=labels,
+        factors=factors,
+        while_waiting=lambda: calls.append(threading.current_thread().name),
+    )
+    assert calls == [threading.current_thread().name]
+    alone = compute_metrics(mu, labels=labels, factors=factors, parallel=False)
+    assert json.dumps(done, sort_keys=True, default=str) == json.dumps(
+        alone, sort_keys=True, default=str
+    )

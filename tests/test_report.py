@@ -622,3 +622,74 @@ def test_unknown_requirement_key_fails_before_any_work(tmp_path: Path) -> None:
         "results. Closest: separation.silhouette"
     )
     assert not (tmp_path / "r").exists()
+
+
+# -- exact t-SNE -----------------------------------------------------------------------------
+
+
+def _clusters(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    centres = rng.normal(size=(4, 8)) * 4.0
+    return centres[labels] + rng.normal(size=(n, 8)), labels
+
+
+def test_tsne_affinities_equal_sklearn() -> None:
+    """The joint affinities P are scikit-learn's (its neighbours, bisection and symmetrisation):
+    equal to float32 rounding, entry for entry."""
+    from sklearn.manifold._t_sne import _joint_probabilities_nn
+    from sklearn.neighbors import NearestNeighbors
+
+    from latentdiag.report.projections import _joint_affinities
+
+    x, _ = _clusters()
+    perplexity = 30.0
+    k = min(x.shape[0] - 1, int(3.0 * perplexity + 1))
+    graph = NearestNeighbors(n_neighbors=k).fit(x).kneighbors_graph(mode="distance")
+    graph.data **= 2
+    theirs = _joint_probabilities_nn(graph, perplexity, 0).toarray()
+    indptr, indices, vals = _joint_affinities(x, perplexity)
+    ours = np.zeros_like(theirs)
+    for i in range(x.shape[0]):
+        ours[i, indices[indptr[i] : indptr[i + 1]]] = vals[indptr[i] : indptr[i + 1]]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(ours, ours.T)
+    assert ours.sum() == pytest.approx(1.0)
+
+
+def test_exact_tsne_keeps_neighbours_as_well_as_sklearn() -> None:
+    """The exact gradient with scikit-learn's schedule: as trustworthy an embedding as
+    scikit-learn's Barnes-Hut t-SNE, clusters apart, and the same embedding on a rerun."""
+    from sklearn.manifold import trustworthiness
+
+    from latentdiag.report.projections import _tsne_exact, _tsne_sklearn
+
+    x, labels = _clusters()
+    ours = _tsne_exact(x, 30.0, 0)
+    theirs = _tsne_sklearn(x, 30.0, 0)
+    t_ours, t_theirs = (trustworthiness(x, e, n_neighbors=10) for e in (ours, theirs))
+    assert t_ours >= t_theirs - 0.01, (t_ours, t_theirs)
+    centroids = np.stack([ours[labels == k].mean(axis=0) for k in range(4)])
+    spread = max(
+        float(np.linalg.norm(ours[labels == k] - centroids[k], axis=1).mean()) for k in range(4)
+    )
+    gaps = [np.linalg.norm(centroids[a] - centroids[b]) for a in range(4) for b in range(a + 1, 4)]
+    assert min(gaps) > 2 * spread
+    np.testing.assert_array_equal(ours, _tsne_exact(x, 30.0, 0))
+
+
+def test_tsne_uses_exact_gradient_up_to_its_limit(monkeypatch) -> None:
+    from latentdiag.report import projections
+
+    calls: list[str] = []
+    monkeypatch.setattr(
+        projections, "_tsne_exact", lambda x, p, s: calls.append("exact") or np.zeros((len(x), 2))
+    )
+    monkeypatch.setattr(
+        projections, "_tsne_sklearn", lambda x, p, s: calls.append("bh") or np.zeros((len(x), 2))
+    )
+    monkeypatch.setattr(projections, "_TSNE_EXACT_MAX", 50)
+    x, _ = _clusters(60)
+    assert "Barnes-Hut" in projections._tsne(x, 0).note
+    assert "exact gradient" in projections._tsne(x[:50], 0).note
+    assert calls == ["bh", "exact"]

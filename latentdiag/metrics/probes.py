@@ -317,14 +317,23 @@ def fit_logistic(
         if not np.any(step):
             step = -g
         slope = float(np.sum(g * step))
+        if -slope <= 1e-13 * abs(value):
+            break  # the decrease left is below the loss's float precision: the optimum
         size = 1.0
         for _ls in range(60):
             P_new, value_new = probabilities(theta + size * step)
             if value_new <= value + 1e-4 * size * slope:
                 break
+            if g_max < 1e-6:
+                # So near the optimum Newton's full step is exact to rounding: a rejected one
+                # means the loss's rounding noise exceeds what is left to gain.
+                size = 0.0
+                break
             size *= 0.5
         else:
-            break  # no decrease left at float precision: this is the optimum
+            size = 0.0
+        if size == 0.0:
+            break
         theta = theta + size * step
         P, value = P_new, value_new
     return LogisticModel(coef=theta[:, :d].copy(), intercept=theta[:, d].copy()), theta

@@ -148,7 +148,13 @@ class _Task:
     error: MetricInputError | None = None
 
 
-def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
+def _execute(
+    run: _Run,
+    tasks: Sequence[_Task],
+    *,
+    parallel: bool,
+    while_waiting: Callable[[], None] | None = None,
+) -> None:
     """Run every task; when ``parallel``, the side-lane ones (numpy steps) on one worker
     thread and each own-lane one (DCI, whose fits share a pool) on a thread of its own, all
     started at once beside the main lane (the parallel numba kernels). Values do not depend on
@@ -156,6 +162,9 @@ def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
 
     Progress is reported from this thread only: the workers' completions are counted under a
     lock and reported as the main lane moves on, or while it waits for the workers.
+    ``while_waiting`` runs on this thread once the main lane is done, before it waits for
+    the workers: the caller's own work overlaps theirs (it may launch parallel numba kernels;
+    the workers launch none).
     """
     import threading
 
@@ -218,6 +227,8 @@ def _execute(run: _Run, tasks: Sequence[_Task], *, parallel: bool) -> None:
             thread.start()
         for task in lanes["main"]:
             run_one(task, main=True)
+        if while_waiting is not None:
+            while_waiting()
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.2)
@@ -441,6 +452,7 @@ def compute_metrics(
     exhaustive: bool = False,
     parallel: bool = True,
     pre_embedding: Any = None,
+    while_waiting: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
@@ -477,6 +489,10 @@ def compute_metrics(
             Calinski-Harabasz) on a second thread beside the numba kernels of the others, and
             DCI's boosting on threads of its own from the start. The values are the same
             either way; only the wall time differs.
+        while_waiting: Called once, on this thread, when the steps that launch parallel
+            numba kernels are done and the others (DCI's boosting above all) may still be
+            running: the caller's own work then overlaps theirs (the report draws its
+            projections). It may launch parallel numba kernels itself.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
@@ -547,7 +563,12 @@ def compute_metrics(
     result["batch_key"] = batch_key if b is not None else None
     plans = [space("", slice(None))]
     plans += [space(f"partitions.{name}.", slice(a, b)) for name, (a, b) in parts.items()]
-    _execute(run, [e[2] for plan in plans for e in plan if e[0] == "task"], parallel=parallel)
+    _execute(
+        run,
+        [e[2] for plan in plans for e in plan if e[0] == "task"],
+        parallel=parallel,
+        while_waiting=while_waiting,
+    )
     result.update(_assemble(run, plans[0]))
     scores = _scores(result)
     if scores is not None:

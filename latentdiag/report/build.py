@@ -28,7 +28,7 @@ from latentdiag import __version__
 from latentdiag._json import to_jsonable
 from latentdiag.atomic import atomic_path, atomic_write_text, folder_lock
 from latentdiag.errors import ReportError
-from latentdiag.report.draw import draw_file, start_background_projections
+from latentdiag.report.draw import draw_file, draw_projections, start_background_projections
 from latentdiag.report.html import Outcome, PageInfo, render_page
 from latentdiag.report.palette import LabelStyle
 from latentdiag.report.projections import METHODS, stratified_sample
@@ -238,6 +238,26 @@ def build_report(
             start_background_projections(s, projections=methods, sample=sample, seed=seed)
             for s in stores
         ]
+        # Each file's projections are drawn while its last metrics (DCI's boosting) finish.
+        drawn: dict[int, Any] = {}
+
+        def projections_of(i: int) -> Callable[[], None]:
+            def draw() -> None:
+                drawn[i] = draw_projections(
+                    stores[i],
+                    chosen[i],
+                    label_names=stores[i].label_names if stores[i].has_labels else None,
+                    label_key=stores[i].label_key,
+                    style=style,
+                    projections=methods,
+                    sample=sample,
+                    seed=seed,
+                    progress=say,
+                    background=background[i],
+                )
+
+            return draw
+
         reports = [
             measure_file(
                 store,
@@ -247,8 +267,9 @@ def build_report(
                 device=device,
                 progress=say,
                 exhaustive=exhaustive,
+                while_waiting=projections_of(i),
             )
-            for store, name in zip(stores, chosen, strict=True)
+            for i, (store, name) in enumerate(zip(stores, chosen, strict=True))
         ]
         for report, gen in zip(reports, gen_results, strict=True):
             if gen is not None:
@@ -257,7 +278,7 @@ def build_report(
             _add_track(report, store, log)
         limits = shared_limits(reports)
         projector_text: list[tuple[str, str, str]] = []
-        for store, report, started in zip(stores, reports, background, strict=True):
+        for i, (store, report, started) in enumerate(zip(stores, reports, background, strict=True)):
             draw_file(
                 report,
                 store,
@@ -270,6 +291,7 @@ def build_report(
                 limits=limits,
                 progress=say,
                 background=started,
+                drawn_projections=drawn.get(i),
             )
             if export_projector:
                 projector_text.append((report.name, *_projector_files(store, seed)))

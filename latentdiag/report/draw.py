@@ -15,7 +15,11 @@ import numpy as np
 from latentdiag.errors import LatentDiagError, ReportError
 from latentdiag.report.catalog import get_path
 from latentdiag.report.palette import LabelStyle
-from latentdiag.report.projections import BackgroundProjection, project, stratified_sample
+from latentdiag.report.projections import (
+    BackgroundProjection,
+    project,
+    stratified_sample,
+)
 from latentdiag.report.sections import Extras, FileReport, Panel
 from latentdiag.store import LatentSource
 
@@ -43,6 +47,82 @@ def start_background_projections(
     return {m: BackgroundProjection(m, x, seed) for m in methods}
 
 
+def draw_projections(
+    store: LatentSource,
+    name: str,
+    *,
+    label_names: Sequence[str] | None,
+    label_key: str | None,
+    style: LabelStyle,
+    projections: Sequence[str],
+    sample: int,
+    seed: int,
+    progress: Callable[[str], None],
+    background: Mapping[str, BackgroundProjection] | None = None,
+) -> tuple[list[Panel], dict[str, Any]]:
+    """The projection panels of one file, and the projections by method (the batch-mixing
+    panels colour them again). They need no metric, so the report draws them while the
+    file's last metrics finish (``compute_metrics(while_waiting=...)``).
+
+    Args:
+        store: The open latents file.
+        name: How the report names the file.
+        label_names: The file's label names, or ``None`` when it is drawn without labels.
+        label_key: The label column's name (the legend's title).
+        style: Label colours shared by the whole report.
+        projections: Projection methods to draw.
+        sample: Rows in the stratified sample the projections use.
+        seed: Seed of every random choice.
+        progress: Receives one line per projection.
+        background: Projections already started on the sample rows, by method.
+    """
+    from latentdiag.report import figures as fg
+
+    labels = store.labels if label_names is not None else None
+    rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
+    sample_labels = labels[rows] if labels is not None else None
+    note = _sample_note(store.n_samples, rows.size, labels is not None)
+    label_note = (
+        " ✕ marks each label's centroid."
+        if labels is not None
+        else " Not coloured: this file has no labels."
+    )
+    panels: list[Panel] = []
+    projected: dict[str, Any] = {}
+    for method in projections:
+        title = _PROJECTION_TITLES[method]
+        progress(f"{name}: {title} projection of {rows.size:,} rows")
+        try:
+            if background is not None and method in background:
+                proj = background[method].result()
+            else:
+                proj = project(method, store.mu, rows, random_state=seed)
+        except ReportError as exc:
+            panels.append(Panel("projections", method, title, skipped=str(exc)))
+            continue
+        projected[method] = proj
+        fig = fg.projection_figure(
+            proj,
+            labels=sample_labels,
+            label_names=label_names,
+            style=style,
+            title=f"{title} of the latent means",
+            random_state=seed,
+            legend_title=fg.plain(label_key or "label"),
+        )
+        caption = f"{proj.note} {note}{label_note}"
+        panels.append(Panel("projections", method, title, caption, fg.to_png(fig)))
+    return panels, projected
+
+
+def _sample_note(n: int, size: int, labelled: bool) -> str:
+    if size == n:
+        return f"All {n:,} rows."
+    if not labelled:
+        return f"Drawn on a random sample of {size:,} of {n:,} rows."
+    return f"Drawn on a stratified sample of {size:,} of {n:,} rows (each label keeps its share)."
+
+
 def draw_file(
     report: FileReport,
     store: LatentSource,
@@ -56,6 +136,7 @@ def draw_file(
     progress: Callable[[str], None],
     batch_style: LabelStyle | None = None,
     background: Mapping[str, BackgroundProjection] | None = None,
+    drawn_projections: tuple[list[Panel], dict[str, Any]] | None = None,
 ) -> None:
     """Draw every figure of one measured file into ``report.panels``.
 
@@ -72,6 +153,8 @@ def draw_file(
         progress: Receives one line per step.
         background: Projections already started on this file's sample rows (by
             :func:`start_background_projections`), by method.
+        drawn_projections: What :func:`draw_projections` returned, when it ran already
+            (while the metrics finished); it runs here otherwise.
     """
     from latentdiag.report import figures as fg
 
@@ -84,47 +167,25 @@ def draw_file(
     rows = stratified_sample(store.n_samples, sample, labels=labels, random_state=seed)
     report.sample_size = int(rows.size)
     sample_labels = labels[rows] if labels is not None else None
-    if rows.size == store.n_samples:
-        sample_note = f"All {store.n_samples:,} rows."
-    elif labels is None:
-        sample_note = f"Drawn on a random sample of {rows.size:,} of {store.n_samples:,} rows."
-    else:
-        sample_note = (
-            f"Drawn on a stratified sample of {rows.size:,} of {store.n_samples:,} rows "
-            "(each label keeps its share)."
-        )
-    label_note = (
-        " ✕ marks each label's centroid."
-        if labels is not None
-        else " Not coloured: this file has no labels."
-    )
+    sample_note = _sample_note(store.n_samples, rows.size, labels is not None)
     panels = report.panels
 
     # -- projections ----------------------------------------------------------------------
-    projected: dict[str, Any] = {}
-    for method in projections:
-        title = _PROJECTION_TITLES[method]
-        progress(f"{name}: {title} projection of {rows.size:,} rows")
-        try:
-            if background is not None and method in background:
-                proj = background[method].result()
-            else:
-                proj = project(method, mu, rows, random_state=seed)
-        except ReportError as exc:
-            panels.append(Panel("projections", method, title, skipped=str(exc)))
-            continue
-        projected[method] = proj
-        fig = fg.projection_figure(
-            proj,
-            labels=sample_labels,
+    if drawn_projections is None:
+        drawn_projections = draw_projections(
+            store,
+            name,
             label_names=label_names,
+            label_key=report.label_key,
             style=style,
-            title=f"{title} of the latent means",
-            random_state=seed,
-            legend_title=fg.plain(report.label_key or "label"),
+            projections=projections,
+            sample=sample,
+            seed=seed,
+            progress=progress,
+            background=background,
         )
-        caption = f"{proj.note} {sample_note}{label_note}"
-        panels.append(Panel("projections", method, title, caption, fg.to_png(fig)))
+    projection_panels, projected = drawn_projections
+    panels.extend(projection_panels)
 
     # -- separation -----------------------------------------------------------------------
     progress(f"{name}: separation figures")

@@ -10,6 +10,8 @@ neighbour graph, so no approximate search runs.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -212,13 +214,93 @@ def _pca(mu: np.ndarray, x: np.ndarray) -> Projection:
 
 
 _TSNE_ITERATIONS = 750
+_TSNE_EXPLORATION = 250
+_TSNE_EXAGGERATION = 12.0
+# Up to this many points the exact gradient (numba) is faster than scikit-learn's Barnes-Hut
+# tree; the report draws 2,000 by default.
+_TSNE_EXACT_MAX = 5000
 
 
 def _tsne(x: np.ndarray, random_state: int) -> Projection:
-    from sklearn.manifold import TSNE
+    m = x.shape[0]
+    perplexity = float(min(30.0, (m - 1) / 3.0))
+    if m <= _TSNE_EXACT_MAX:
+        coords = _tsne_exact(x, perplexity, random_state)
+        how = "exact gradient"
+    else:
+        coords = _tsne_sklearn(x, perplexity, random_state)
+        how = "Barnes-Hut"
+    return Projection(
+        "tsne",
+        np.asarray(coords),
+        "t-SNE 1",
+        "t-SNE 2",
+        f"t-SNE (perplexity {perplexity:g}, {_TSNE_ITERATIONS} iterations, {how}) keeps "
+        "neighbours together; cluster sizes and the distances between clusters carry no "
+        "meaning.",
+    )
+
+
+def _joint_affinities(x: np.ndarray, perplexity: float) -> tuple[np.ndarray, ...]:
+    """scikit-learn's sparse t-SNE affinities: P = (P + Pᵀ) / sum over the 3·perplexity
+    nearest neighbours of each point, as CSR arrays (indptr, indices, values)."""
+    from latentdiag.report._tsne_numba import conditional_affinities
+
+    m = x.shape[0]
+    k = min(m - 1, int(3.0 * perplexity + 1))
+    sq_norm = np.einsum("ij,ij->i", x, x)
+    sq = sq_norm[:, None] + sq_norm[None, :] - 2.0 * (x @ x.T)  # (m, m): m is a few thousand
+    np.maximum(sq, 0.0, out=sq)
+    np.fill_diagonal(sq, np.inf)
+    nearest = np.argpartition(sq, k - 1, axis=1)[:, :k]
+    near_sq = np.take_along_axis(sq, nearest, axis=1)
+    del sq
+    cond = conditional_affinities(near_sq, perplexity)
+    rows = np.repeat(np.arange(m, dtype=np.int64), k)
+    cols = nearest.reshape(-1).astype(np.int64)
+    # P + Pᵀ: each (i, j) entry and its mirror, summed where both exist.
+    keys = np.concatenate([rows * m + cols, cols * m + rows])
+    vals = np.concatenate([cond.reshape(-1), cond.reshape(-1)])
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], vals[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    keys, vals = keys[starts], np.add.reduceat(vals, starts)
+    vals /= max(float(vals.sum()), np.finfo(np.float64).eps)
+    i, j = keys // m, keys % m
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(i, minlength=m), out=indptr[1:])
+    return indptr, j.astype(np.int64), vals
+
+
+def _tsne_exact(x: np.ndarray, perplexity: float, random_state: int) -> np.ndarray:
+    """t-SNE with scikit-learn's affinities, initialisation and schedule, exact gradient."""
+    from latentdiag.report._tsne_numba import optimise
 
     m, d = x.shape
-    perplexity = float(min(30.0, (m - 1) / 3.0))
+    indptr, indices, vals = _joint_affinities(x, perplexity)
+    centred = x - x.mean(axis=0)
+    if d >= 2:
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        comps = vt[:2]
+        # The sign of each component fixed (largest loading positive): figures repeat.
+        comps *= np.where(comps[np.arange(2), np.abs(comps).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+        y = centred @ comps.T
+        spread = float(np.std(y[:, 0]))
+        y = y / (spread if spread > 0 else 1.0) * 1e-4
+    else:
+        y = 1e-4 * np.random.default_rng(random_state).standard_normal((m, 2))
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    rate = max(m / _TSNE_EXAGGERATION / 4.0, 50.0)
+    optimise(
+        y, indptr, indices, vals, _TSNE_ITERATIONS, _TSNE_EXPLORATION, _TSNE_EXAGGERATION, rate
+    )
+    return y
+
+
+def _tsne_sklearn(x: np.ndarray, perplexity: float, random_state: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    d = x.shape[1]
     model = TSNE(
         n_components=2,
         perplexity=perplexity,
@@ -234,15 +316,7 @@ def _tsne(x: np.ndarray, random_state: int) -> Projection:
     # One OpenMP thread: on a busy machine scikit-learn's threaded t-SNE gradient slows down
     # several-fold from oversubscription, and on a few thousand points one thread takes seconds.
     with threadpool_limits(limits=1, user_api="openmp"):
-        coords = model.fit_transform(x)
-    return Projection(
-        "tsne",
-        np.asarray(coords),
-        "t-SNE 1",
-        "t-SNE 2",
-        f"t-SNE (perplexity {perplexity:g}, {_TSNE_ITERATIONS} iterations) keeps neighbours "
-        "together; cluster sizes and the distances between clusters carry no meaning.",
-    )
+        return np.asarray(model.fit_transform(x))
 
 
 def _import_umap() -> Any:
@@ -255,15 +329,36 @@ def _import_umap() -> Any:
     are read-only; functions that cannot be cached are simply compiled as before.
     """
     global _UMAP
-    if _UMAP is not None:
+    with _UMAP_LOCK:
+        if _UMAP is None:
+            _UMAP = _load_umap()
         return _UMAP
+
+
+def _load_umap() -> Any:
     import sys
 
+    import numba
     from numba.core.registry import CPUDispatcher
 
+    def caching(decorator: Any) -> Any:
+        def decorate(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("cache", True)
+            return decorator(*args, **kwargs)
+
+        return decorate
+
+    plain = numba.njit, numba.jit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import umap
+        # Functions declared with a signature compile as their module is imported (about
+        # 1 s of umap-learn's and pynndescent's import): numba's decorators, for the time of
+        # the import, ask for the file cache unless told otherwise.
+        numba.njit, numba.jit = caching(numba.njit), caching(numba.jit)
+        try:
+            import umap
+        finally:
+            numba.njit, numba.jit = plain
 
         for name, module in list(sys.modules.items()):
             if module is None or not name.startswith(("umap", "pynndescent")):
@@ -275,20 +370,47 @@ def _import_umap() -> Any:
                         obj.enable_caching()
                     except Exception:
                         continue
-    _UMAP = umap
     return umap
 
 
 _UMAP: Any = None
+_UMAP_LOCK = threading.Lock()
+
+
+def prefetch_umap() -> None:
+    """Import umap-learn (and scikit-learn, which it imports) on a daemon thread, now.
+
+    The imports take 1-2 s of Python; the report starts them first, so they overlap the
+    metrics (whose kernels run without the GIL) instead of waiting for them. UMAP itself runs
+    later on the calling thread: its numba kernels are parallel, and numba's workqueue layer
+    launches one parallel kernel at a time. A failed import is raised again by that call.
+    """
+
+    def load() -> None:
+        # A failure is raised again where _import_umap is called next.
+        with contextlib.suppress(BaseException):
+            _import_umap()
+
+    threading.Thread(target=load, name="latentdiag-import-umap", daemon=True).start()
 
 
 def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exact k nearest neighbours of every row (itself first), Euclidean: (indices, dists)."""
-    from sklearn.neighbors import NearestNeighbors
+    """The exact k nearest neighbours of every row (itself first), Euclidean: (indices, dists).
 
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
-    dists, idx = nn.kneighbors(x)
-    return idx.astype(np.int64), dists.astype(np.float32)
+    The metrics' exact k-NN kernel (ties broken by the smaller index), with each row put first
+    as its own neighbour at distance 0, as ``NearestNeighbors().kneighbors(x)`` returns them.
+    """
+    from latentdiag.metrics.knn_graph import _knn_numba
+
+    m = x.shape[0]
+    idx = np.empty((m, k), dtype=np.int64)
+    dists = np.zeros((m, k), dtype=np.float32)
+    idx[:, 0] = np.arange(m)
+    if k > 1:
+        others, sq = _knn_numba(np.asarray(x, dtype=np.float64), k - 1)
+        idx[:, 1:] = others
+        dists[:, 1:] = np.sqrt(sq)
+    return idx, dists
 
 
 def _umap(x: np.ndarray, random_state: int) -> Projection:

@@ -130,6 +130,7 @@ def measure_file(
     device: str,
     progress: Callable[[str], None],
     exhaustive: bool = False,
+    while_waiting: Callable[[], None] | None = None,
 ) -> FileReport:
     """Compute the metrics of one latents file (figures come later, from :func:`draw_file`).
 
@@ -141,6 +142,8 @@ def measure_file(
         device: Passed to ``compute_metrics(device=...)``.
         progress: Receives one line per step.
         exhaustive: Passed to ``compute_metrics``.
+        while_waiting: Passed to ``compute_metrics``: work of the caller's that overlaps the
+            last metrics.
 
     Returns:
         The file's :class:`FileReport`, without panels yet.
@@ -183,6 +186,7 @@ def measure_file(
         why_no_labels=no_label_reason(store),
         exhaustive=exhaustive,
         pre_embedding=store.pre_embedding,
+        while_waiting=while_waiting,
     )
     obsm_key = getattr(store, "obsm_key", None)
     if obsm_key is not None:

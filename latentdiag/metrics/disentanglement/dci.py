@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,21 +161,54 @@ def _fit_gbt(
     return imp, classes[p_train], classes[p_test]
 
 
-_POOL: Any = None
+class _FitPool:
+    """Worker threads for boosting fits that take the costliest queued fit first.
+
+    The numba fit releases the GIL, so each worker fills a core. Longest first, over every
+    DCI of the process at once (the suite's spaces run together), leaves only short fits for
+    the end, so the cores finish together.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._queue: list[tuple[float, int, Future[Any], Callable[[], Any]]] = []
+        self._ready = threading.Condition()
+        self._order = itertools.count()
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"latentdiag-dci_{i}", daemon=True).start()
+
+    def submit(self, cost: float, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._ready:
+            heapq.heappush(self._queue, (-cost, next(self._order), future, fn))
+            self._ready.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                _, _, future, fn = heapq.heappop(self._queue)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+
+_POOL: _FitPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def _fit_pool() -> Any:
-    """The process's thread pool for boosting fits: one worker per numba thread."""
+def _fit_pool() -> _FitPool:
+    """The process's pool for boosting fits: one worker per numba thread."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             import numba
 
-            workers = max(1, int(numba.get_num_threads()))
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="latentdiag-dci")
+            _POOL = _FitPool(max(1, int(numba.get_num_threads())))
         return _POOL
 
 
@@ -248,13 +285,16 @@ def dci(
 
     factors_idx = range(ys.shape[1])
     if model == "gbt" and ys.shape[1] > 1:
-        # The factors' fits go to one pool shared by every DCI of the process (the numba fit
-        # releases the GIL): the suite's three spaces keep every core busy to the end. The
-        # factors with the most classes (the most trees) go first.
-        classes = [np.unique(ys[train, j]).shape[0] for j in factors_idx]
-        by_cost = sorted(factors_idx, key=lambda j: -classes[j])
-        futures = {j: _fit_pool().submit(one, j) for j in by_cost}
-        fits = [futures[j].result() for j in factors_idx]
+        # The factors' fits go to one pool shared by every DCI of the process, costliest
+        # (most trees × codes × rows) first.
+        pool = _fit_pool()
+        futures = []
+        for j in factors_idx:
+            classes = np.unique(ys[train, j]).shape[0]
+            trees = 1 if classes <= 2 else classes  # per stage
+            cost = float(trees * arr.shape[1] * train.shape[0])
+            futures.append(pool.submit(cost, lambda j=j: one(j)))
+        fits = [future.result() for future in futures]
     else:
         fits = [one(j) for j in factors_idx]
     R = np.stack([f[0] for f in fits], axis=1)
