@@ -693,3 +693,68 @@ def test_tsne_uses_exact_gradient_up_to_its_limit(monkeypatch) -> None:
     assert "Barnes-Hut" in projections._tsne(x, 0).note
     assert "exact gradient" in projections._tsne(x[:50], 0).note
     assert calls == ["bh", "exact"]
+
+
+# -- UMAP without umap-learn ------------------------------------------------------------------
+
+
+def test_umap_layout_is_as_trustworthy_as_umap_learn() -> None:
+    import warnings
+
+    from sklearn.manifold import trustworthiness
+
+    from latentdiag.report.projections import _umap
+
+    umap = pytest.importorskip("umap")
+    x, labels = _clusters(400)
+    ours = _umap(x, 0).coords
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = umap.UMAP(n_neighbors=15, n_epochs=200, random_state=0).fit_transform(x)
+    t_ours, t_theirs = (trustworthiness(x, e, n_neighbors=10) for e in (ours, theirs))
+    assert t_ours >= t_theirs - 0.01, (t_ours, t_theirs)
+    centroids = np.stack([ours[labels == k].mean(axis=0) for k in range(4)])
+    spread = max(
+        float(np.linalg.norm(ours[labels == k] - centroids[k], axis=1).mean()) for k in range(4)
+    )
+    gaps = [np.linalg.norm(centroids[a] - centroids[b]) for a in range(4) for b in range(a + 1, 4)]
+    assert min(gaps) > 2 * spread
+    np.testing.assert_array_equal(ours, _umap(x, 0).coords)
+
+
+def test_umap_constants_and_generator_are_umap_learn_s() -> None:
+    pytest.importorskip("umap")
+    from umap.umap_ import find_ab_params
+    from umap.utils import tau_rand_int
+
+    from latentdiag.report import projections
+    from latentdiag.report._umap_numba import _tau_rand_int
+
+    a, b = find_ab_params(1.0, 0.1)
+    assert pytest.approx((a, b), rel=1e-6) == (projections._UMAP_A, projections._UMAP_B)
+    state = np.random.RandomState(5).randint(-(2**31), 2**31 - 1, 3).astype(np.int64)
+    theirs_state, ours_state = state.copy(), state.copy()
+    theirs = [tau_rand_int(theirs_state) for _ in range(1000)]
+    ours = [_tau_rand_int(ours_state) for _ in range(1000)]
+    assert ours == theirs
+
+
+def test_report_imports_neither_umap_learn_nor_sklearn(tmp_path: Path) -> None:
+    """PCA, UMAP and t-SNE of a 300-row file: umap-learn (2 s to import) and scikit-learn are
+    not needed."""
+    x, labels = _clusters(300)
+    path = tmp_path / "latents.h5"
+    write_latents(path, x.astype(np.float32), labels=labels)
+    code = (
+        "import sys\n"
+        "from latentdiag.cli import cli\n"
+        f"try:\n    cli(args=['report', {str(path)!r}, '-o', {str(tmp_path / 'r')!r}],"
+        " prog_name='latentdiag')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'umap', 'sklearn', 'pynndescent'}),"
+        " file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "r" / "report.html").exists()

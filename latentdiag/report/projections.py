@@ -2,19 +2,16 @@
 
 Projections run on a stratified sample (every label keeps its share, and even a rare label keeps
 a few points), because t-SNE and UMAP cost far more than linear time. PCA is fitted on every row
-through the d × d covariance, then applied to the sample. scikit-learn and umap-learn are imported
-only inside the function that uses them: umap-learn takes seconds to import. Its kernels are
-compiled once per machine and cached (see :func:`_import_umap`), and it is handed the exact
-neighbour graph, so no approximate search runs.
+through the d × d covariance, then applied to the sample. Up to 5,000 points t-SNE runs its
+exact gradient in numba (scikit-learn's affinities and schedule); above, scikit-learn's
+Barnes-Hut t-SNE. UMAP is umap-learn's algorithm on the exact neighbour graph, its fuzzy graph
+and layout in numba: umap-learn itself took longer to import than to lay out 2,000 points.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -145,7 +142,6 @@ class BackgroundProjection:
     """
 
     def __init__(self, method: str, x: np.ndarray, random_state: int) -> None:
-        import threading
 
         self.method = method
         self._value: Projection | None = None
@@ -319,123 +315,68 @@ def _tsne_sklearn(x: np.ndarray, perplexity: float, random_state: int) -> np.nda
         return np.asarray(model.fit_transform(x))
 
 
-def _import_umap() -> Any:
-    """umap-learn, with its numba functions compiled once per machine instead of per process.
-
-    umap-learn and pynndescent declare their kernels without ``cache=True``, so every fresh
-    process compiled them again: about 30 s of a 2,000-point UMAP on two cores. Turning on
-    numba's file cache for them (``Dispatcher.enable_caching``, the same switch ``cache=True``
-    sets) keeps the compiled code beside their sources, or in numba's user cache where those
-    are read-only; functions that cannot be cached are simply compiled as before.
-    """
-    global _UMAP
-    with _UMAP_LOCK:
-        if _UMAP is None:
-            _UMAP = _load_umap()
-        return _UMAP
-
-
-def _load_umap() -> Any:
-    import sys
-
-    import numba
-    from numba.core.registry import CPUDispatcher
-
-    def caching(decorator: Any) -> Any:
-        def decorate(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("cache", True)
-            return decorator(*args, **kwargs)
-
-        return decorate
-
-    plain = numba.njit, numba.jit
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Functions declared with a signature compile as their module is imported (about
-        # 1 s of umap-learn's and pynndescent's import): numba's decorators, for the time of
-        # the import, ask for the file cache unless told otherwise.
-        numba.njit, numba.jit = caching(numba.njit), caching(numba.jit)
-        try:
-            import umap
-        finally:
-            numba.njit, numba.jit = plain
-
-        for name, module in list(sys.modules.items()):
-            if module is None or not name.startswith(("umap", "pynndescent")):
-                continue
-            for obj in list(vars(module).values()):
-                cache = getattr(obj, "_cache", None)
-                if isinstance(obj, CPUDispatcher) and type(cache).__name__ == "NullCache":
-                    try:
-                        obj.enable_caching()
-                    except Exception:
-                        continue
-    return umap
-
-
-_UMAP: Any = None
-_UMAP_LOCK = threading.Lock()
-
-
-def prefetch_umap() -> None:
-    """Import umap-learn (and scikit-learn, which it imports) on a daemon thread, now.
-
-    The imports take 1-2 s of Python; the report starts them first, so they overlap the
-    metrics (whose kernels run without the GIL) instead of waiting for them. UMAP itself runs
-    later on the calling thread: its numba kernels are parallel, and numba's workqueue layer
-    launches one parallel kernel at a time. A failed import is raised again by that call.
-    """
-
-    def load() -> None:
-        # A failure is raised again where _import_umap is called next.
-        with contextlib.suppress(BaseException):
-            _import_umap()
-
-    threading.Thread(target=load, name="latentdiag-import-umap", daemon=True).start()
-
-
-def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The exact k nearest neighbours of every row (itself first), Euclidean: (indices, dists).
-
-    The metrics' exact k-NN kernel (ties broken by the smaller index), with each row put first
-    as its own neighbour at distance 0, as ``NearestNeighbors().kneighbors(x)`` returns them.
-    """
-    from latentdiag.metrics.knn_graph import _knn_numba
-
-    m = x.shape[0]
-    idx = np.empty((m, k), dtype=np.int64)
-    dists = np.zeros((m, k), dtype=np.float32)
-    idx[:, 0] = np.arange(m)
-    if k > 1:
-        others, sq = _knn_numba(np.asarray(x, dtype=np.float64), k - 1)
-        idx[:, 1:] = others
-        dists[:, 1:] = np.sqrt(sq)
-    return idx, dists
+# umap-learn's a and b for min_dist 0.1, spread 1 (its defaults): ``find_ab_params(1, 0.1)``.
+_UMAP_A = 1.5769434602697652
+_UMAP_B = 0.8950608778515733
+_UMAP_EPOCHS = 200
+_UMAP_NEGATIVE_RATE = 5
 
 
 def _umap(x: np.ndarray, random_state: int) -> Projection:
-    umap = _import_umap()
-    n_neighbors = int(min(15, x.shape[0] - 1))
-    # The exact neighbour graph, handed over: no approximate search (and no pynndescent
-    # compile), and the same neighbours as every other exact metric here.
-    idx, dists = exact_knn(x, n_neighbors)
-    with warnings.catch_warnings():
-        # umap-learn warns that a fixed random_state disables its parallelism (wanted), and
-        # that a precomputed graph cannot transform new points (not needed).
-        warnings.simplefilter("ignore")
-        model = umap.UMAP(
-            n_components=2,
-            n_neighbors=n_neighbors,
-            random_state=random_state,
-            precomputed_knn=(idx, dists, None),
-            # umap-learn's own choice above 10,000 rows; below, its 500 epochs took 2.5× as
-            # long for a trustworthiness 0.004 higher (0.941 against 0.937 on 2,000 × 16).
-            n_epochs=200,
+    """umap-learn's ``UMAP(n_neighbors=15, init="pca", n_epochs=200)``, without umap-learn.
+
+    The fuzzy graph of the exact 15-neighbour graph comes from the kernels the kBET metric
+    uses (umap-learn's, step for step); the layout from :mod:`latentdiag.report._umap_numba`.
+    200 epochs: umap-learn's own choice above 10,000 rows; below, its 500 took 2.5× as long
+    for a trustworthiness 0.004 higher (0.941 against 0.937 on 2,000 × 16).
+    """
+    from latentdiag.metrics._scib_kbet import connectivities
+    from latentdiag.metrics.knn_graph import exact_knn_graph
+    from latentdiag.report._umap_numba import optimise_layout
+
+    m = x.shape[0]
+    n_neighbors = int(min(15, m - 1))
+    graph = connectivities(exact_knn_graph(x, n_neighbors - 1)).tocoo()
+    weights = np.asarray(graph.data, dtype=np.float64)
+    keep = weights >= weights.max() / _UMAP_EPOCHS  # edges too weak to be sampled once
+    head = np.ascontiguousarray(graph.row[keep], dtype=np.int64)
+    tail = np.ascontiguousarray(graph.col[keep], dtype=np.int64)
+    weights = weights[keep]
+    epochs_per_sample = weights.max() / weights  # n_epochs / (n_epochs · w / max w)
+    rng = np.random.RandomState(random_state)
+    # init="pca": the first two components, scaled to at most 10, a little noise, then every
+    # axis rescaled to [0, 10], as umap-learn.
+    centred = x - x.mean(axis=0)
+    if x.shape[1] >= 2:
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        comps = (
+            vt[:2]
+            * np.where(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
         )
-        coords = model.fit_transform(x)
+        start = centred @ comps.T
+    else:
+        start = np.hstack([centred, rng.normal(size=(m, 1))])
+    start = (start * (10.0 / max(float(np.abs(start).max()), 1e-12))).astype(np.float32)
+    start += rng.normal(scale=0.0001, size=start.shape).astype(np.float32)
+    rng_state = rng.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64)
+    low, high = start.min(axis=0), start.max(axis=0)
+    layout = np.ascontiguousarray(
+        10.0 * (start - low) / np.maximum(high - low, 1e-12), dtype=np.float32
+    )
+    optimise_layout(
+        layout,
+        head,
+        tail,
+        epochs_per_sample,
+        _UMAP_EPOCHS,
+        _UMAP_A,
+        _UMAP_B,
+        rng_state,
+        _UMAP_NEGATIVE_RATE,
+    )
     return Projection(
         "umap",
-        np.asarray(coords),
+        np.asarray(layout, dtype=np.float64),
         "UMAP 1",
         "UMAP 2",
         f"UMAP ({n_neighbors} exact neighbours) keeps local structure; distances between "
