@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import threading
@@ -293,7 +294,7 @@ def dci(
             classes = np.unique(ys[train, j]).shape[0]
             trees = 1 if classes <= 2 else classes  # per stage
             cost = float(trees * arr.shape[1] * train.shape[0])
-            futures.append(pool.submit(cost, lambda j=j: one(j)))
+            futures.append(pool.submit(cost, functools.partial(one, j)))
         fits = [future.result() for future in futures]
     else:
         fits = [one(j) for j in factors_idx]
