@@ -634,6 +634,18 @@ def _clusters(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return centres[labels] + rng.normal(size=(n, 8)), labels
 
 
+def _assert_clusters_apart(embedding: np.ndarray, labels: np.ndarray) -> None:
+    """Every two label centroids further apart than twice the widest label's mean radius."""
+    ks = np.unique(labels)
+    centroids = np.stack([embedding[labels == k].mean(axis=0) for k in ks])
+    spread = max(
+        float(np.linalg.norm(embedding[labels == k] - c, axis=1).mean())
+        for k, c in zip(ks, centroids, strict=True)
+    )
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(centroids) for b in centroids[i + 1 :]]
+    assert min(gaps) > 2 * spread
+
+
 def test_tsne_affinities_equal_sklearn() -> None:
     """The joint affinities P are scikit-learn's (its neighbours, bisection and symmetrisation):
     equal to float32 rounding, entry for entry."""
@@ -669,12 +681,7 @@ def test_exact_tsne_keeps_neighbours_as_well_as_sklearn() -> None:
     theirs = _tsne_sklearn(x, 30.0, 0)
     t_ours, t_theirs = (trustworthiness(x, e, n_neighbors=10) for e in (ours, theirs))
     assert t_ours >= t_theirs - 0.01, (t_ours, t_theirs)
-    centroids = np.stack([ours[labels == k].mean(axis=0) for k in range(4)])
-    spread = max(
-        float(np.linalg.norm(ours[labels == k] - centroids[k], axis=1).mean()) for k in range(4)
-    )
-    gaps = [np.linalg.norm(centroids[a] - centroids[b]) for a in range(4) for b in range(a + 1, 4)]
-    assert min(gaps) > 2 * spread
+    _assert_clusters_apart(ours, labels)
     np.testing.assert_array_equal(ours, _tsne_exact(x, 30.0, 0))
 
 
@@ -713,12 +720,7 @@ def test_umap_layout_is_as_trustworthy_as_umap_learn() -> None:
         theirs = umap.UMAP(n_neighbors=15, n_epochs=200, random_state=0).fit_transform(x)
     t_ours, t_theirs = (trustworthiness(x, e, n_neighbors=10) for e in (ours, theirs))
     assert t_ours >= t_theirs - 0.01, (t_ours, t_theirs)
-    centroids = np.stack([ours[labels == k].mean(axis=0) for k in range(4)])
-    spread = max(
-        float(np.linalg.norm(ours[labels == k] - centroids[k], axis=1).mean()) for k in range(4)
-    )
-    gaps = [np.linalg.norm(centroids[a] - centroids[b]) for a in range(4) for b in range(a + 1, 4)]
-    assert min(gaps) > 2 * spread
+    _assert_clusters_apart(ours, labels)
     np.testing.assert_array_equal(ours, _umap(x, 0).coords)
 
 

@@ -268,19 +268,25 @@ def _joint_affinities(x: np.ndarray, perplexity: float) -> tuple[np.ndarray, ...
     return indptr, j.astype(np.int64), vals
 
 
+def _first_components(x: np.ndarray) -> np.ndarray:
+    """The rows' coordinates on their first two principal components (x has 2+ columns), each
+    component's sign fixed (largest loading positive) so that figures repeat: where t-SNE and
+    UMAP start (their ``init="pca"``)."""
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    comps = vt[:2]
+    signs = np.where(comps[np.arange(2), np.abs(comps).argmax(axis=1)] < 0, -1.0, 1.0)
+    return np.asarray(centred @ (comps * signs[:, None]).T)
+
+
 def _tsne_exact(x: np.ndarray, perplexity: float, random_state: int) -> np.ndarray:
     """t-SNE with scikit-learn's affinities, initialisation and schedule, exact gradient."""
     from latentdiag.report._tsne_numba import optimise
 
     m, d = x.shape
     indptr, indices, vals = _joint_affinities(x, perplexity)
-    centred = x - x.mean(axis=0)
     if d >= 2:
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        comps = vt[:2]
-        # The sign of each component fixed (largest loading positive): figures repeat.
-        comps *= np.where(comps[np.arange(2), np.abs(comps).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
-        y = centred @ comps.T
+        y = _first_components(x)
         spread = float(np.std(y[:, 0]))
         y = y / (spread if spread > 0 else 1.0) * 1e-4
     else:
@@ -346,16 +352,10 @@ def _umap(x: np.ndarray, random_state: int) -> Projection:
     rng = np.random.RandomState(random_state)
     # init="pca": the first two components, scaled to at most 10, a little noise, then every
     # axis rescaled to [0, 10], as umap-learn.
-    centred = x - x.mean(axis=0)
     if x.shape[1] >= 2:
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        comps = (
-            vt[:2]
-            * np.where(vt[np.arange(2), np.abs(vt[:2]).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
-        )
-        start = centred @ comps.T
+        start = _first_components(x)
     else:
-        start = np.hstack([centred, rng.normal(size=(m, 1))])
+        start = np.hstack([x - x.mean(axis=0), rng.normal(size=(m, 1))])
     start = (start * (10.0 / max(float(np.abs(start).max()), 1e-12))).astype(np.float32)
     start += rng.normal(scale=0.0001, size=start.shape).astype(np.float32)
     rng_state = rng.randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64)

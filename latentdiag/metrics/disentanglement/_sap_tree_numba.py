@@ -65,42 +65,36 @@ def _swap(v, s, i, j):  # type: ignore[no-untyped-def]
     s[i], s[j] = s[j], s[i]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _sift_down(v, s, lo, root, end):  # type: ignore[no-untyped-def]
+    """Sift ``v[lo + root]`` down within ``v[lo:lo + end]`` (max-heap), ``s`` alongside."""
+    while True:
+        child = root * 2 + 1
+        top = root
+        if child < end and v[lo + top] < v[lo + child]:
+            top = child
+        if child + 1 < end and v[lo + top] < v[lo + child + 1]:
+            top = child + 1
+        if top == root:
+            return
+        _swap(v, s, lo + root, lo + top)
+        root = top
+
+
 @njit(nogil=True, cache=True)
 def _heapsort(v, s, lo, n):  # type: ignore[no-untyped-def]
     """Heapsort of ``v[lo:lo + n]`` (and ``s`` alongside), as scikit-learn's ``heapsort``."""
     start = (n - 2) // 2
     end = n
     while True:
-        root = start
-        while True:  # sift down within [start, end)
-            child = root * 2 + 1
-            top = root
-            if child < end and v[lo + top] < v[lo + child]:
-                top = child
-            if child + 1 < end and v[lo + top] < v[lo + child + 1]:
-                top = child + 1
-            if top == root:
-                break
-            _swap(v, s, lo + root, lo + top)
-            root = top
+        _sift_down(v, s, lo, start, end)
         if start == 0:
             break
         start -= 1
     end = n - 1
     while end > 0:
         _swap(v, s, lo, lo + end)
-        root = 0
-        while True:  # sift down within [0, end)
-            child = root * 2 + 1
-            top = root
-            if child < end and v[lo + top] < v[lo + child]:
-                top = child
-            if child + 1 < end and v[lo + top] < v[lo + child + 1]:
-                top = child + 1
-            if top == root:
-                break
-            _swap(v, s, lo + root, lo + top)
-            root = top
+        _sift_down(v, s, lo, 0, end)
         end -= 1
 
 
