@@ -143,7 +143,7 @@ class _Task:
     full: str
     cost: float
     fn: Callable[[Callable[[float], None]], Any]
-    lane: str = "main"  # "main", "side" (scikit-learn steps) or "own" (self-parallel, long)
+    lane: str = "main"  # "main", "side" (numpy steps) or "own" (self-parallel, long)
     value: Any = None
     error: MetricInputError | None = None
 

@@ -135,10 +135,10 @@ class BackgroundProjection:
     """A projection computed on a daemon thread while the caller does other work.
 
     The report starts each file's t-SNE first, then measures the files and draws the other
-    figures: scikit-learn's Barnes-Hut gradient runs in compiled code without the GIL, so on
-    two or more cores it costs no wall time of its own. A daemon thread, so that an
-    interrupted report does not wait for it. :meth:`result` returns the projection or raises
-    what :func:`project` raised.
+    figures: the exact gradient (a serial numba kernel) and scikit-learn's Barnes-Hut one run
+    without the GIL, so on two or more cores t-SNE costs little wall time of its own. A daemon
+    thread, so that an interrupted report does not wait for it. :meth:`result` returns the
+    projection or raises what :func:`project` raised.
     """
 
     def __init__(self, method: str, x: np.ndarray, random_state: int) -> None:
