@@ -230,3 +230,39 @@ def test_posterior_tc_matches_the_gaussian_closed_form() -> None:
 def test_posterior_tc_rejects_extreme_logvar() -> None:
     with pytest.raises(MetricInputError, match="outside \\[-80, 80\\]"):
         posterior_total_correlation(np.zeros((10, 2)), np.full((10, 2), -200.0))
+
+
+def test_vectorised_exp_is_within_one_ulp_on_its_range() -> None:
+    import numba
+
+    from latentdiag.metrics._posterior_tc_numba import _exp
+
+    @numba.njit
+    def apply(x, out):  # type: ignore[no-untyped-def]
+        for i in range(x.shape[0]):
+            out[i] = _exp(x[i])
+
+    x = -np.random.default_rng(0).random(200_000) * 87.0
+    x[:4] = [0.0, -1e-300, -87.0, -0.5 * math.log(2.0)]
+    out = np.empty_like(x)
+    apply(x, out)
+    ref = np.exp(x)
+    assert np.max(np.abs(out - ref) / np.spacing(ref)) <= 1.0
+
+
+def test_log_aggregate_matches_a_log_sum_exp_by_brute_force() -> None:
+    from scipy.special import logsumexp
+
+    from latentdiag.metrics._posterior_tc_numba import log_aggregate
+
+    rng = np.random.default_rng(3)
+    N, d, S = 300, 5, 40
+    mu = rng.normal(size=(N, d)) * 3.0
+    logvar = rng.normal(size=(N, d)) * 1.5 - 2.0  # posteriors of very different widths
+    z = mu[:S] + np.exp(0.5 * logvar[:S]) * rng.normal(size=(S, d))
+    joint, marg = log_aggregate(z, mu, logvar)
+    terms = -0.5 * (
+        math.log(2 * math.pi) + logvar[None] + (z[:, None] - mu[None]) ** 2 / np.exp(logvar[None])
+    )  # (S, N, d)
+    np.testing.assert_allclose(marg, logsumexp(terms, axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(joint, logsumexp(terms.sum(axis=2), axis=1), rtol=1e-12, atol=1e-12)
