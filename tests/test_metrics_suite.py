@@ -310,8 +310,9 @@ def test_default_metrics_do_not_import_sklearn(tmp_path: Path) -> None:
 
 
 def test_while_waiting_runs_once_beside_the_last_lanes() -> None:
-    """The caller's work runs once, on the calling thread, after the numba steps; the values
-    equal those of a sequential run."""
+    """The caller's work runs once, on the calling thread, after the numba steps; the metrics
+    it is handed are the final ones but for DCI, still computing; the values equal those of a
+    sequential run."""
     import threading
 
     rng = np.random.default_rng(1)
@@ -319,15 +320,36 @@ def test_while_waiting_runs_once_beside_the_last_lanes() -> None:
     labels = rng.integers(0, 3, n)
     mu = rng.normal(size=(n, d)) + labels[:, None]
     factors = rng.uniform(size=(n, 3))
+    logvar = rng.normal(size=(n, d)) * 0.1 - 1.0
     calls: list[str] = []
+    known: list[dict] = []
+
+    def waiting(partial) -> None:  # type: ignore[no-untyped-def]
+        calls.append(threading.current_thread().name)
+        known.append(partial())
+
+    partitions = {"a": (0, 3), "b": (3, 6)}
     done = compute_metrics(
-        mu,
-        labels=labels,
-        factors=factors,
-        while_waiting=lambda: calls.append(threading.current_thread().name),
-    )
+        mu, labels=labels, factors=factors, logvar=logvar, partitions=partitions,
+        while_waiting=waiting,
+    )  # fmt: skip
     assert calls == [threading.current_thread().name]
-    alone = compute_metrics(mu, labels=labels, factors=factors, parallel=False)
+    alone = compute_metrics(
+        mu, labels=labels, factors=factors, logvar=logvar, partitions=partitions, parallel=False
+    )
     assert json.dumps(done, sort_keys=True, default=str) == json.dumps(
         alone, sort_keys=True, default=str
     )
+    # The provisional metrics: every key of the final ones, in the same order, with the same
+    # values, except DCI's where it had not finished.
+    early = known[0]
+
+    def without_dci(m: dict) -> dict:
+        out = json.loads(json.dumps(m, default=str))
+        out["disentanglement"].pop("dci", None)
+        for sub in out["partitions"].values():
+            sub["disentanglement"].pop("dci", None)
+        return out
+
+    assert json.dumps(without_dci(early), default=str) == json.dumps(without_dci(done), default=str)
+    assert "sap_discrete" in early["disentanglement"]  # the side lane had finished

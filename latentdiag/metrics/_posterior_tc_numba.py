@@ -12,8 +12,8 @@ selects) where a call of the C library's would keep the loop scalar; it is withi
 ``math.exp`` on [-87, 0], the range these sums need (a term more than 87 nats below the
 largest counts as e^-87 < 2e-38 of it: far below a double's precision of the sum, which is at
 least 1). The sums may be added in another order (``fastmath`` reassociation); the range
-reduction is compiled without it, so it stays exact. 3-4× faster than the scalar loops. Imported lazily by
-:mod:`latentdiag.metrics.posterior_tc`.
+reduction is compiled without it, so it stays exact. 3-4× faster than the scalar loops.
+Imported lazily by :mod:`latentdiag.metrics.posterior_tc`.
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def _log_aggregate(Z, muT, hivT, cT):  # type: ignore[no-untyped-def]
 
 def log_aggregate(Z, mu, logvar):  # type: ignore[no-untyped-def]
     """(S,) joint and (S, d) per-dimension log Σ_j q(z_i | x_j) over the N rows of mu/logvar."""
-    return _log_aggregate(np.ascontiguousarray(Z), *_by_dimension(mu, logvar))
+    muT, hivT, cT = _by_dimension(mu, logvar)
+    return _log_aggregate(np.ascontiguousarray(Z), muT, hivT, cT)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -193,6 +194,5 @@ def batch_estimates(Z, mu, logvar, log_w, log_nm):  # type: ignore[no-untyped-de
     weights are at least 1/N, so the weighted sum cannot underflow where the plain one does
     not).
     """
-    return _batch_estimates(
-        np.ascontiguousarray(Z), *_by_dimension(mu, logvar), np.exp(log_w), float(log_nm)
-    )
+    muT, hivT, cT = _by_dimension(mu, logvar)
+    return _batch_estimates(np.ascontiguousarray(Z), muT, hivT, cT, np.exp(log_w), float(log_nm))

@@ -9,7 +9,7 @@ stops the others. The result is plain Python (floats, lists, dicts), ready for J
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -116,12 +116,18 @@ class _Run:
         if self.progress is not None:
             self.progress(name, min(1.0, fraction))
 
-    def apply(self, out: dict[str, Any], task: _Task) -> None:
-        """Write a finished step's value into ``out`` (a MetricInputError becomes a skip)."""
+    def apply(self, out: dict[str, Any], task: _Task, *, keep: bool = False) -> None:
+        """Write a finished step's value into ``out`` (a MetricInputError becomes a skip).
+
+        ``keep``: leave the task's value as it is (a provisional assembly; the final one comes
+        later and takes the step's skips and notes out of it).
+        """
         if task.error is not None:
             self.skipped.append({"metric": task.full, "reason": " ".join(str(task.error).split())})
             return
         value = task.value
+        if keep and isinstance(value, dict):
+            value = dict(value)
         if isinstance(value, dict):
             # A step may say how it ran: what it skipped, how it reduced the data.
             section = task.full.rsplit(".", 1)[0]
@@ -146,6 +152,7 @@ class _Task:
     lane: str = "main"  # "main", "side" (numpy steps) or "own" (self-parallel, long)
     value: Any = None
     error: MetricInputError | None = None
+    done: bool = False
 
 
 def _execute(
@@ -153,7 +160,7 @@ def _execute(
     tasks: Sequence[_Task],
     *,
     parallel: bool,
-    while_waiting: Callable[[], None] | None = None,
+    while_waiting: Callable[[Callable[[], None]], None] | None = None,
 ) -> None:
     """Run every task; when ``parallel``, the side-lane ones (numpy steps) on one worker
     thread and each own-lane one (DCI, whose fits share a pool) on a thread of its own, all
@@ -164,7 +171,8 @@ def _execute(
     lock and reported as the main lane moves on, or while it waits for the workers.
     ``while_waiting`` runs on this thread once the main lane is done, before it waits for
     the workers: the caller's own work overlaps theirs (it may launch parallel numba kernels;
-    the workers launch none).
+    the workers launch none). It receives a function that waits for the side lane, after which
+    every task but the own-lane ones is done.
     """
     import threading
 
@@ -197,6 +205,7 @@ def _execute(
         with lock:
             del running[task.full]
             run.done += task.cost
+            task.done = True
         if main:
             report(task.full)
 
@@ -207,6 +216,17 @@ def _execute(
     # busy to the end); the side lane's tasks one after another on one thread.
     workers = [[t] for t in lanes["own"]] + ([lanes["side"]] if lanes["side"] else [])
     failure: list[BaseException] = []
+
+    def wait_for(threads: Sequence[threading.Thread]) -> None:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(timeout=0.2)
+                with lock:
+                    current = next(iter(running), None)
+                if current is not None:
+                    report(current)
+        if failure:
+            raise failure[0]
 
     def worker(lane: list[_Task]) -> None:
         try:
@@ -228,16 +248,9 @@ def _execute(
         for task in lanes["main"]:
             run_one(task, main=True)
         if while_waiting is not None:
-            while_waiting()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.2)
-                with lock:
-                    current = next(iter(running), None)
-                if current is not None:
-                    report(current)
-    if failure:
-        raise failure[0]
+            side = threads[len(lanes["own"]) :]  # the side lane's thread, if any
+            while_waiting(lambda: wait_for(side))
+        wait_for(threads)
 
 
 def _plan_space(
@@ -353,16 +366,24 @@ def _plan_space(
     return entries
 
 
-def _assemble(run: _Run, entries: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
-    """The sections of one (sub)space from its planned entries, their tasks run."""
+def _assemble(
+    run: _Run, entries: Sequence[tuple[Any, ...]], *, provisional: bool = False
+) -> dict[str, Any]:
+    """The sections of one (sub)space from its planned entries, their tasks run.
+
+    ``provisional``: some tasks may still be running; they are left out, and the finished
+    ones' values are not changed (``run`` should then be a copy).
+    """
     sections: dict[str, dict[str, Any]] = {}
     for entry in entries:
         if entry[0] == "skip":
             run.skipped.append(entry[1])
         elif entry[0] == "note":
             run.notes.append(entry[1])
-        else:
+        elif not provisional:
             run.apply(sections.setdefault(entry[1], {}), entry[2])
+        elif entry[2].done:
+            run.apply(sections.setdefault(entry[1], {}), entry[2], keep=True)
     result: dict[str, Any] = {}
     for section in SECTIONS:
         sec = sections.get(section, {})
@@ -452,7 +473,7 @@ def compute_metrics(
     exhaustive: bool = False,
     parallel: bool = True,
     pre_embedding: Any = None,
-    while_waiting: Callable[[], None] | None = None,
+    while_waiting: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Compute every metric the inputs allow, for the whole space and each named subspace.
 
@@ -492,7 +513,10 @@ def compute_metrics(
         while_waiting: Called once, on this thread, when the steps that launch parallel
             numba kernels are done and the others (DCI's boosting above all) may still be
             running: the caller's own work then overlaps theirs (the report draws its
-            projections). It may launch parallel numba kernels itself.
+            projections and figures). It may launch parallel numba kernels itself. It receives
+            a function that waits for the short numpy steps and returns the metrics known
+            then: this function's result without the keys still computing (DCI's), each
+            other value as it will be returned.
 
     Returns:
         A dict with ``n_samples``, ``latent_dim``, the ``separation`` / ``information`` /
@@ -558,63 +582,79 @@ def compute_metrics(
             pre=pre,
         )
 
-    result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
-    result["label_key"] = label_key if y is not None else None
-    result["batch_key"] = batch_key if b is not None else None
     plans = [space("", slice(None))]
     plans += [space(f"partitions.{name}.", slice(a, b)) for name, (a, b) in parts.items()]
+
+    def finish(provisional: bool) -> dict[str, Any]:
+        """The metrics dict from the tasks run (``provisional``: those finished so far)."""
+        r = replace(run, skipped=list(run.skipped), notes=list(run.notes)) if provisional else run
+        result: dict[str, Any] = {"n_samples": n, "latent_dim": d}
+        result["label_key"] = label_key if y is not None else None
+        result["batch_key"] = batch_key if b is not None else None
+        result.update(_assemble(r, plans[0], provisional=provisional))
+        scores = _scores(result)
+        if scores is not None:
+            result["scores"] = scores
+        if parts:
+            result["partitions"] = {}
+            result["leakage"] = {}
+            for plan, (name, (start, stop)) in zip(plans[1:], parts.items(), strict=True):
+                sub = _assemble(r, plan, provisional=provisional)
+                sub_scores = _scores(sub) if b is not None else None  # no scores of a stand-in
+                if sub_scores is not None:
+                    sub["scores"] = sub_scores
+                sub["dims"] = [start, stop]
+                result["partitions"][name] = sub
+                leak = _leakage(sub)
+                if leak is not None:
+                    result["leakage"][name] = leak
+            if not result["leakage"]:
+                del result["leakage"]
+            if not any(k in sub for sub in result["partitions"].values() for k in SECTIONS):
+                del result["partitions"]  # nothing asked for (include) in any subspace
+        if not provisional:
+            r.report("done", 1.0)
+        result["skipped"] = r.skipped
+        result["notes"] = r.notes
+        result["settings"] = {
+            "sample": sample,
+            "seed": seed,
+            "device": resolved,
+            "probe_max_samples": PROBE_MAX_SAMPLES,
+            "exhaustive": exhaustive,
+            "wide_dims": WIDE_DIMS,
+            "mi_n_neighbors": 3,
+            "histogram_bins": 20,
+        }
+        if b is not None:
+            from latentdiag.metrics.scib import N_NEIGHBORS
+
+            # scIB's neighbourhoods (each counts the cell itself), all read from one exact graph.
+            result["settings"]["scib_neighbors"] = {k: min(v, n) for k, v in N_NEIGHBORS.items()}
+        if label_names is not None:
+            result["label_names"] = list(label_names)
+        if batch_names is not None and b is not None:
+            result["batch_names"] = list(batch_names)
+        if factor_names is not None:
+            result["factor_names"] = list(factor_names)
+        return result
+
+    def hook(wait_side: Callable[[], None]) -> None:
+        assert while_waiting is not None
+
+        def known() -> dict[str, Any]:
+            wait_side()
+            return finish(provisional=True)
+
+        while_waiting(known)
+
     _execute(
         run,
         [e[2] for plan in plans for e in plan if e[0] == "task"],
         parallel=parallel,
-        while_waiting=while_waiting,
+        while_waiting=hook if while_waiting is not None else None,
     )
-    result.update(_assemble(run, plans[0]))
-    scores = _scores(result)
-    if scores is not None:
-        result["scores"] = scores
-    if parts:
-        result["partitions"] = {}
-        result["leakage"] = {}
-        for plan, (name, (start, stop)) in zip(plans[1:], parts.items(), strict=True):
-            sub = _assemble(run, plan)
-            sub_scores = _scores(sub) if b is not None else None  # no scores of a stand-in
-            if sub_scores is not None:
-                sub["scores"] = sub_scores
-            sub["dims"] = [start, stop]
-            result["partitions"][name] = sub
-            leak = _leakage(sub)
-            if leak is not None:
-                result["leakage"][name] = leak
-        if not result["leakage"]:
-            del result["leakage"]
-        if not any(k in sub for sub in result["partitions"].values() for k in SECTIONS):
-            del result["partitions"]  # nothing asked for (include) in any subspace
-    run.report("done", 1.0)
-    result["skipped"] = run.skipped
-    result["notes"] = run.notes
-    result["settings"] = {
-        "sample": sample,
-        "seed": seed,
-        "device": resolved,
-        "probe_max_samples": PROBE_MAX_SAMPLES,
-        "exhaustive": exhaustive,
-        "wide_dims": WIDE_DIMS,
-        "mi_n_neighbors": 3,
-        "histogram_bins": 20,
-    }
-    if b is not None:
-        from latentdiag.metrics.scib import N_NEIGHBORS
-
-        # scIB's neighbourhoods (each counts the cell itself), all read from one exact graph.
-        result["settings"]["scib_neighbors"] = {k: min(v, n) for k, v in N_NEIGHBORS.items()}
-    if label_names is not None:
-        result["label_names"] = list(label_names)
-    if batch_names is not None and b is not None:
-        result["batch_names"] = list(batch_names)
-    if factor_names is not None:
-        result["factor_names"] = list(factor_names)
-    return result
+    return finish(provisional=False)
 
 
 def compute_metrics_for_store(

@@ -238,11 +238,43 @@ def build_report(
             start_background_projections(s, projections=methods, sample=sample, seed=seed)
             for s in stores
         ]
-        # Each file's projections are drawn while its last metrics (DCI's boosting) finish.
+        # Each file's projections are drawn while its last metrics (DCI's boosting) finish;
+        # while the last file's finish, every figure (none shows DCI).
         drawn: dict[int, Any] = {}
+        reports: list[FileReport] = []
+        projector_text: list[tuple[str, str, str]] = []
+        figures_drawn: list[bool] = []
 
-        def projections_of(i: int) -> Callable[[], None]:
-            def draw() -> None:
+        def draw_figures(measured: list[FileReport]) -> None:
+            for report, gen in zip(measured, gen_results, strict=True):
+                if gen is not None:
+                    _add_generation(report, gen)
+            for report, store, log in zip(measured, stores, track_logs, strict=True):
+                _add_track(report, store, log)
+            limits = shared_limits(measured)
+            for i, (store, report, started) in enumerate(
+                zip(stores, measured, background, strict=True)
+            ):
+                draw_file(
+                    report,
+                    store,
+                    style=style,
+                    batch_style=batch_style,
+                    projections=methods,
+                    sample=sample,
+                    seed=seed,
+                    extras=extras,
+                    limits=limits,
+                    progress=say,
+                    background=started,
+                    drawn_projections=drawn.get(i),
+                )
+                if export_projector:
+                    projector_text.append((report.name, *_projector_files(store, seed)))
+            figures_drawn.append(True)
+
+        def while_measuring(i: int) -> Callable[[FileReport], None]:
+            def draw(report: FileReport) -> None:
                 drawn[i] = draw_projections(
                     stores[i],
                     chosen[i],
@@ -255,46 +287,27 @@ def build_report(
                     progress=say,
                     background=background[i],
                 )
+                if i == len(stores) - 1:
+                    # Every other file is measured; this one lacks only DCI's scores.
+                    draw_figures([*reports, report])
 
             return draw
 
-        reports = [
-            measure_file(
-                store,
-                name,
-                metrics_sample=metrics_sample,
-                seed=seed,
-                device=device,
-                progress=say,
-                exhaustive=exhaustive,
-                while_waiting=projections_of(i),
+        for i, (store, name) in enumerate(zip(stores, chosen, strict=True)):
+            reports.append(
+                measure_file(
+                    store,
+                    name,
+                    metrics_sample=metrics_sample,
+                    seed=seed,
+                    device=device,
+                    progress=say,
+                    exhaustive=exhaustive,
+                    while_waiting=while_measuring(i),
+                )
             )
-            for i, (store, name) in enumerate(zip(stores, chosen, strict=True))
-        ]
-        for report, gen in zip(reports, gen_results, strict=True):
-            if gen is not None:
-                _add_generation(report, gen)
-        for report, store, log in zip(reports, stores, track_logs, strict=True):
-            _add_track(report, store, log)
-        limits = shared_limits(reports)
-        projector_text: list[tuple[str, str, str]] = []
-        for i, (store, report, started) in enumerate(zip(stores, reports, background, strict=True)):
-            draw_file(
-                report,
-                store,
-                style=style,
-                batch_style=batch_style,
-                projections=methods,
-                sample=sample,
-                seed=seed,
-                extras=extras,
-                limits=limits,
-                progress=say,
-                background=started,
-                drawn_projections=drawn.get(i),
-            )
-            if export_projector:
-                projector_text.append((report.name, *_projector_files(store, seed)))
+        if not figures_drawn:
+            draw_figures(reports)
     finally:
         for s in stores:
             s.close()

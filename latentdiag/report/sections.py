@@ -130,7 +130,7 @@ def measure_file(
     device: str,
     progress: Callable[[str], None],
     exhaustive: bool = False,
-    while_waiting: Callable[[], None] | None = None,
+    while_waiting: Callable[[FileReport], None] | None = None,
 ) -> FileReport:
     """Compute the metrics of one latents file (figures come later, from :func:`draw_file`).
 
@@ -142,8 +142,9 @@ def measure_file(
         device: Passed to ``compute_metrics(device=...)``.
         progress: Receives one line per step.
         exhaustive: Passed to ``compute_metrics``.
-        while_waiting: Passed to ``compute_metrics``: work of the caller's that overlaps the
-            last metrics.
+        while_waiting: Work of the caller's that overlaps the last metrics (DCI's boosting):
+            called once with the file's report, its metrics complete but for DCI's (which
+            arrive in the same object once computed).
 
     Returns:
         The file's :class:`FileReport`, without panels yet.
@@ -167,6 +168,44 @@ def measure_file(
             last.append(key)
             progress(f"{name}: {key}")
 
+    obsm_key = getattr(store, "obsm_key", None)
+
+    def named(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"obsm": obsm_key, **metrics} if obsm_key is not None else metrics
+
+    def make_report(metrics: dict[str, Any]) -> FileReport:
+        report = FileReport(
+            name=name,
+            path=str(store.path),
+            n_samples=store.n_samples,
+            latent_dim=store.latent_dim,
+            label_names=label_names,
+            label_counts=store.label_counts() if labels is not None else None,
+            has_logvar=store.has_logvar,
+            factor_names=factor_names,
+            partitions=dict(store.partitions),
+            provenance=dict(store.provenance),
+            metrics=named(metrics),
+            sample_size=0,
+            label_key=store.label_key if labels is not None else None,
+            batch_key=store.batch_key,
+            batch_names=store.batch_names,
+            batch_counts=store.batch_counts(),
+        )
+        if factors is not None:
+            progress(f"{name}: factor × dimension mutual information")
+            rows = stratified_sample(store.n_samples, _MI_ROWS, random_state=seed)
+            report.mi_rows = int(rows.size)
+            report.factor_mi = _factor_mi_matrix(mu[rows], factors[rows])
+        return report
+
+    early: list[FileReport] = []
+
+    def waiting(known: Callable[[], dict[str, Any]]) -> None:
+        early.append(make_report(known()))
+        assert while_waiting is not None
+        while_waiting(early[0])
+
     metrics = compute_metrics(
         mu,
         labels=labels,
@@ -186,35 +225,13 @@ def measure_file(
         why_no_labels=no_label_reason(store),
         exhaustive=exhaustive,
         pre_embedding=store.pre_embedding,
-        while_waiting=while_waiting,
+        while_waiting=waiting if while_waiting is not None else None,
     )
-    obsm_key = getattr(store, "obsm_key", None)
-    if obsm_key is not None:
-        metrics = {"obsm": obsm_key, **metrics}
-    report = FileReport(
-        name=name,
-        path=str(store.path),
-        n_samples=store.n_samples,
-        latent_dim=store.latent_dim,
-        label_names=label_names,
-        label_counts=store.label_counts() if labels is not None else None,
-        has_logvar=store.has_logvar,
-        factor_names=factor_names,
-        partitions=dict(store.partitions),
-        provenance=dict(store.provenance),
-        metrics=metrics,
-        sample_size=0,
-        label_key=store.label_key if labels is not None else None,
-        batch_key=store.batch_key,
-        batch_names=store.batch_names,
-        batch_counts=store.batch_counts(),
-    )
-    if factors is not None:
-        progress(f"{name}: factor × dimension mutual information")
-        rows = stratified_sample(store.n_samples, _MI_ROWS, random_state=seed)
-        report.mi_rows = int(rows.size)
-        report.factor_mi = _factor_mi_matrix(mu[rows], factors[rows])
-    return report
+    if not early:
+        return make_report(metrics)
+    # The early report's figures and factor MI stand; its metrics gain DCI's.
+    early[0].metrics = named(metrics)
+    return early[0]
 
 
 def shared_limits(reports: Sequence[FileReport]) -> dict[str, float]:
