@@ -144,7 +144,8 @@ def measure_file(
         exhaustive: Passed to ``compute_metrics``.
         while_waiting: Work of the caller's that overlaps the last metrics (DCI's boosting):
             called once with the file's report, its metrics complete but for DCI's (which
-            arrive in the same object once computed).
+            arrive in the same object once computed; keys the caller adds to its metrics
+            meanwhile stay).
 
     Returns:
         The file's :class:`FileReport`, without panels yet.
@@ -229,8 +230,11 @@ def measure_file(
     )
     if not early:
         return make_report(metrics)
-    # The early report's figures and factor MI stand; its metrics gain DCI's.
-    early[0].metrics = named(metrics)
+    # The early report's figures and factor MI stand; its metrics gain DCI's, and keep what
+    # the caller added to them meanwhile (the generation section).
+    final = named(metrics)
+    final.update({k: v for k, v in early[0].metrics.items() if k not in final})
+    early[0].metrics = final
     return early[0]
 
 
