@@ -107,6 +107,24 @@ def test_disentangled_partitions_and_heads_follow_the_label() -> None:
     assert not torch.allclose(out_a[0], out_a[1])
 
 
+def test_the_fused_heads_equal_each_head_run_on_its_own_rows() -> None:
+    from reference_models.nets import ConvDecoder
+
+    torch.manual_seed(0)
+    dec = ConvDecoder(
+        channels=3, size=32, latent_dim=6, base_channels=8, max_channels=32, n_labels=4,
+        n_heads=4,
+    )  # fmt: skip
+    z = torch.randn(10, 6)
+    labels = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0, 1, 1])
+    out = dec(z, labels)
+    h = dec.trunk(dec.fc(torch.cat([z, dec.embed(labels)], 1)).view(10, dec.c0, 4, 4))
+    for i, k in enumerate(labels.tolist()):
+        alone = dec.heads[k](h[i : i + 1])[0]  # the head of the row's label, alone
+        torch.testing.assert_close(out[i], alone, rtol=1e-6, atol=1e-6)
+    assert out.shape == (10, 3, 32, 32)
+
+
 def test_disentangled_calibrate_sets_exact_label_means() -> None:
     model = _model("disentangled").eval()
     batch = _batch(b=32)
