@@ -238,22 +238,24 @@ def build_report(
             start_background_projections(s, projections=methods, sample=sample, seed=seed)
             for s in stores
         ]
-        # Each file's projections are drawn while its last metrics (DCI's boosting) finish;
-        # while the last file's finish, every figure (none shows DCI).
+        # While a file's last metrics (DCI's boosting) finish: its projections are drawn, then
+        # the next file is measured (its DCI fits join the same pool), and at the last file
+        # every figure is drawn (none shows DCI).
         drawn: dict[int, Any] = {}
-        reports: list[FileReport] = []
+        early: dict[int, FileReport] = {}  # each file's report, its metrics all but DCI's
+        measured: dict[int, FileReport] = {}
         projector_text: list[tuple[str, str, str]] = []
         figures_drawn: list[bool] = []
 
-        def draw_figures(measured: list[FileReport]) -> None:
-            for report, gen in zip(measured, gen_results, strict=True):
+        def draw_figures(files: list[FileReport]) -> None:
+            for report, gen in zip(files, gen_results, strict=True):
                 if gen is not None:
                     _add_generation(report, gen)
-            for report, store, log in zip(measured, stores, track_logs, strict=True):
+            for report, store, log in zip(files, stores, track_logs, strict=True):
                 _add_track(report, store, log)
-            limits = shared_limits(measured)
+            limits = shared_limits(files)
             for i, (store, report, started) in enumerate(
-                zip(stores, measured, background, strict=True)
+                zip(stores, files, background, strict=True)
             ):
                 draw_file(
                     report,
@@ -273,8 +275,21 @@ def build_report(
                     projector_text.append((report.name, *_projector_files(store, seed)))
             figures_drawn.append(True)
 
+        def measure(i: int) -> None:
+            measured[i] = measure_file(
+                stores[i],
+                chosen[i],
+                metrics_sample=metrics_sample,
+                seed=seed,
+                device=device,
+                progress=say,
+                exhaustive=exhaustive,
+                while_waiting=while_measuring(i),
+            )
+
         def while_measuring(i: int) -> Callable[[FileReport], None]:
             def draw(report: FileReport) -> None:
+                early[i] = report
                 drawn[i] = draw_projections(
                     stores[i],
                     chosen[i],
@@ -287,25 +302,16 @@ def build_report(
                     progress=say,
                     background=background[i],
                 )
-                if i == len(stores) - 1:
-                    # Every other file is measured; this one lacks only DCI's scores.
-                    draw_figures([*reports, report])
+                if i + 1 < len(stores):
+                    measure(i + 1)
+                else:
+                    draw_figures([early[j] for j in range(len(stores))])
 
             return draw
 
-        for i, (store, name) in enumerate(zip(stores, chosen, strict=True)):
-            reports.append(
-                measure_file(
-                    store,
-                    name,
-                    metrics_sample=metrics_sample,
-                    seed=seed,
-                    device=device,
-                    progress=say,
-                    exhaustive=exhaustive,
-                    while_waiting=while_measuring(i),
-                )
-            )
+        measure(0)
+        # measure_file hands back the early report, its metrics completed.
+        reports = [measured[i] for i in range(len(stores))]
         if not figures_drawn:
             draw_figures(reports)
     finally:
