@@ -380,10 +380,8 @@ def _assemble(
             run.skipped.append(entry[1])
         elif entry[0] == "note":
             run.notes.append(entry[1])
-        elif not provisional:
-            run.apply(sections.setdefault(entry[1], {}), entry[2])
-        elif entry[2].done:
-            run.apply(sections.setdefault(entry[1], {}), entry[2], keep=True)
+        elif not provisional or entry[2].done:
+            run.apply(sections.setdefault(entry[1], {}), entry[2], keep=provisional)
     result: dict[str, Any] = {}
     for section in SECTIONS:
         sec = sections.get(section, {})

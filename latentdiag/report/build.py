@@ -242,20 +242,21 @@ def build_report(
         # the next file is measured (its DCI fits join the same pool), and at the last file
         # every figure is drawn (none shows DCI).
         drawn: dict[int, Any] = {}
-        early: dict[int, FileReport] = {}  # each file's report, its metrics all but DCI's
-        measured: dict[int, FileReport] = {}
+        # Each file's report: first early (its metrics all but DCI's), then the same object
+        # completed by measure_file.
+        files: dict[int, FileReport] = {}
         projector_text: list[tuple[str, str, str]] = []
         figures_drawn: list[bool] = []
 
-        def draw_figures(files: list[FileReport]) -> None:
-            for report, gen in zip(files, gen_results, strict=True):
+        def draw_figures(measured: list[FileReport]) -> None:
+            for report, gen in zip(measured, gen_results, strict=True):
                 if gen is not None:
                     _add_generation(report, gen)
-            for report, store, log in zip(files, stores, track_logs, strict=True):
+            for report, store, log in zip(measured, stores, track_logs, strict=True):
                 _add_track(report, store, log)
-            limits = shared_limits(files)
+            limits = shared_limits(measured)
             for i, (store, report, started) in enumerate(
-                zip(stores, files, background, strict=True)
+                zip(stores, measured, background, strict=True)
             ):
                 draw_file(
                     report,
@@ -276,7 +277,7 @@ def build_report(
             figures_drawn.append(True)
 
         def measure(i: int) -> None:
-            measured[i] = measure_file(
+            files[i] = measure_file(
                 stores[i],
                 chosen[i],
                 metrics_sample=metrics_sample,
@@ -289,7 +290,7 @@ def build_report(
 
         def while_measuring(i: int) -> Callable[[FileReport], None]:
             def draw(report: FileReport) -> None:
-                early[i] = report
+                files[i] = report
                 drawn[i] = draw_projections(
                     stores[i],
                     chosen[i],
@@ -305,13 +306,12 @@ def build_report(
                 if i + 1 < len(stores):
                     measure(i + 1)
                 else:
-                    draw_figures([early[j] for j in range(len(stores))])
+                    draw_figures([files[j] for j in range(len(stores))])
 
             return draw
 
         measure(0)
-        # measure_file hands back the early report, its metrics completed.
-        reports = [measured[i] for i in range(len(stores))]
+        reports = [files[i] for i in range(len(stores))]
         if not figures_drawn:
             draw_figures(reports)
     finally:
